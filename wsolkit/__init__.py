@@ -1,0 +1,28 @@
+"""wsolkit: weakly-supervised object localization (WSOL) for PyTorch.
+
+Bottom-up pooling heads, CAM refinement, top-down explainers, MaxMin, F-CAM/NEGEV and the evaluation protocol
+(PxAP and friends), with a synthetic histology-like benchmark.
+"""
+
+from wsolkit import backbones, cams, data, heads, metrics
+from wsolkit.backbones import create_backbone, list_backbones
+from wsolkit.heads import create_head, list_heads
+from wsolkit.models import WSOLModel
+from wsolkit.output import WSOLOutput
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "WSOLOutput",
+    "WSOLModel",
+    "create_backbone",
+    "list_backbones",
+    "create_head",
+    "list_heads",
+    "backbones",
+    "cams",
+    "data",
+    "heads",
+    "metrics",
+]

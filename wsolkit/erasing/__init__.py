@@ -1,0 +1,3 @@
+"""erasing (see the issue tracker for status)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""explain (see the issue tracker for status)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""losses (see the issue tracker for status)."""
+
+__all__: list[str] = []

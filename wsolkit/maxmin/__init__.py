@@ -1,0 +1,3 @@
+"""maxmin (see the issue tracker for status)."""
+
+__all__: list[str] = []
