@@ -1,3 +1,5 @@
-"""losses (see the issue tracker for status)."""
+"""Losses shared by several methods."""
 
-__all__: list[str] = []
+from wsolkit.losses.elb import ELB, elb
+
+__all__ = ["ELB", "elb"]
