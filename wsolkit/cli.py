@@ -25,9 +25,9 @@ def _demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     device = torch.device(args.device)
     quick = args.quick
-    n_train = args.n_train or (160 if quick else 480)
+    n_train = args.n_train or (200 if quick else 400)
     n_test = 64 if quick else 200
-    epochs = args.epochs or (3 if quick else 10)
+    epochs = args.epochs or (4 if quick else 8)
     torch.manual_seed(args.seed)
     kinds = ["glas", "camelyon"] if args.kind == "both" else [args.kind]
     out_dir = Path(args.out)
@@ -37,7 +37,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"[{kind}] rendering {n_train} train / {n_test} test images at {args.size} px", flush=True)
         x, y, _ = SyntheticHistology(kind, "train", n=n_train, size=args.size, seed=args.seed).tensors()
         xt, yt, mt = SyntheticHistology(kind, "test", n=n_test, size=args.size, seed=args.seed).tensors()
-        backbone = create_backbone("smallcnn", output_stride=8, width=args.width)
+        backbone = create_backbone("smallcnn", width=args.width, depth=2)  # stride-4 maps
         model = WSOLModel(backbone, GAP(backbone.out_channels, 2))
         fit(model, x, y, epochs=epochs, batch_size=32, lr=args.lr, seed=args.seed, progress=True, device=device)
         # localisation: the map of the true class (protocol); for camelyon the ROI images (metastatic)
