@@ -124,7 +124,8 @@ def _block_reduce(a: np.ndarray, factor: int, mode: str) -> np.ndarray:
     blocks = a.reshape(h, factor, w, factor, *a.shape[2:])
     if mode == "max":
         return blocks.max(axis=(1, 3))
-    return np.floor(blocks.astype(np.float64).mean(axis=(1, 3)) + 0.5).astype(a.dtype)
+    n = factor * factor
+    return ((blocks.sum(axis=(1, 3), dtype=np.uint32) + n // 2) // n).astype(a.dtype)  # mean, rounded half up
 
 
 class InMemorySlide:
@@ -976,8 +977,8 @@ def synthetic_slide(
             r = int(rng.uniform(0.06, 0.14) * min(width, height))
             cv2.circle(tumour, (int(xs[j]), int(ys[j])), r, 1, -1)
         tumour &= tissue
-    noise = rng.normal(0, 6, (height, width, 1))
-    img = np.full((height, width, 3), 245.0)
+    noise = rng.normal(0, 6, (height, width, 1)).astype(np.float32)
+    img = np.full((height, width, 3), 245.0, np.float32)
     img[tissue > 0] = (226, 150, 196)
     img[tumour > 0] = (150, 90, 170)
     img = np.clip(img + noise * (tissue[:, :, None] > 0), 0, 255).astype(np.uint8)
