@@ -404,3 +404,36 @@ def test_openslide_adapter_on_pyramidal_tiff(tmp_path):
     for r in rows:
         mask = cv2.imread(str(tmp_path / "out" / r["mask"]), cv2.IMREAD_GRAYSCALE)
         np.testing.assert_array_equal(mask, ann[r["y"] : r["y"] + S, r["x"] : r["x"] + S] * 255 * r["label"])
+
+
+def test_patches_dataset_roundtrip(tmp_path):
+    from wsolkit.data.camelyon import CamelyonPatches
+
+    img, ann = hand_arrays()
+    extract_patches({"train": [hand_slide()], "test": [normal_slide("n")]}, tmp_path, PatchProtocol(**PROTO))
+    ds = CamelyonPatches(tmp_path, "train")
+    images, labels, masks = ds.tensors()
+    assert images.shape == (len(ds), 3, S, S) and labels.tolist() == [1] * len(ds)
+    for row, image, mask in zip(ds.rows, images, masks):
+        x, y = row["x"], row["y"]
+        np.testing.assert_array_equal((image.permute(1, 2, 0).numpy() * 255).round(), img[y : y + S, x : x + S])
+        np.testing.assert_array_equal(mask.numpy(), ann[y : y + S, x : x + S])
+    with pytest.raises(WSOLValueError, match="split"):
+        CamelyonPatches(tmp_path, "valid")
+
+
+def test_normal_shortfall_warns():
+    slides = [hand_slide(), normal_slide("normal_a")]
+    with pytest.warns(UserWarning, match="normal_a.*only 7"):
+        recs = sample_split(slides, PatchProtocol(**{**PROTO, "p_0": 0.0, "p_n": 1.0}))
+    assert sum(r.label == 0 for r in recs) == 7
+
+
+def test_openslide_missing_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    path = tmp_path / "slide.tif"
+    path.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "openslide", None)
+    with pytest.raises(ImportError, match=r"wsolkit\[wsi\].*openslide-python.*openslide-bin"):
+        OpenSlideReader(path)

@@ -37,6 +37,7 @@ import contextlib
 import csv
 import math
 import os
+import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -45,6 +46,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from wsolkit._checks import (
     ShapeError,
@@ -74,6 +77,7 @@ __all__ = [
     "write_patches",
     "extract_patches",
     "read_index",
+    "CamelyonPatches",
     "synthetic_slide",
     "INDEX_COLUMNS",
 ]
@@ -353,7 +357,7 @@ class PatchProtocol:
             below threshold).
         tissue_threshold: fixed 0-255 threshold instead of Otsu (``None``: Otsu per slide).
         scan_level: annotation level used to find the grid cells that may hold tumour before the exact level-0
-            count (``None``: the coarsest level with downsample ``<= patch_size / 8``; ``0``: exhaustive).
+            count (``None``: the coarsest level with downsample ``<= patch_size / 16``; ``0``: exhaustive).
         seed: seed of every random choice; the same seed gives the same patches.
 
     Example:
@@ -632,7 +636,7 @@ def sample_metastatic_patches(
             candidates = grid
         else:
             if proto.scan_level is None:
-                ok = [i for i, d in enumerate(annot.level_downsamples) if d <= max(1.0, s / 8)]
+                ok = [i for i, d in enumerate(annot.level_downsamples) if d <= max(1.0, s / 16)]
                 level = max(ok) if ok else 0
             else:
                 level = min(proto.scan_level, len(annot.level_dimensions) - 1)
@@ -810,7 +814,14 @@ def sample_split(
     n_m = len(chosen)
     for j, s in enumerate(normals):
         quota = n_m // len(normals) + (1 if j < n_m % len(normals) else 0)
-        chosen.extend(sample_normal_patches(s, quota, proto, split))
+        got = sample_normal_patches(s, quota, proto, split)
+        if len(got) < quota:
+            warnings.warn(
+                f"normal slide {s.name!r} has only {len(got)} patches with tissue >= p_t={proto.p_t}, "
+                f"{quota} were requested; the {split!r} set gets fewer normal than metastatic patches",
+                stacklevel=2,
+            )
+        chosen.extend(got)
     return chosen
 
 
@@ -942,6 +953,62 @@ def extract_patches(
         records.extend(sample_split(list(slides), protocol, k))
         all_slides.extend(slides)
     return write_patches(records, all_slides, root)
+
+
+class CamelyonPatches(Dataset):
+    """The patches written by :func:`extract_patches` / :func:`write_patches`, as a torch dataset.
+
+    Items follow the contract of :class:`~wsolkit.data.SyntheticHistology`: ``(image, label, mask)``.
+
+    Args:
+        root: the folder holding ``index.csv``.
+        split: keep the rows of this split (``None``: all rows).
+
+    Shape:
+        ``image`` ``(3, size, size)`` float32 in [0, 1]; ``mask`` ``(size, size)`` uint8 in {0, 1}; ``label`` int
+        (0 normal, 1 metastatic).
+
+    Example:
+        >>> import tempfile
+        >>> t, a = synthetic_slide(256, 256, True, seed=0)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = extract_patches({"train": [Slide("t", t, a)]}, d, PatchProtocol(patch_size=64))
+        ...     image, label, mask = CamelyonPatches(d, "train")[0]
+        >>> tuple(image.shape), label, mask.dtype
+        ((3, 64, 64), 1, torch.uint8)
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str | None = None) -> None:
+        self.root = Path(root)
+        index = self.root / "index.csv"
+        if not index.is_file():
+            raise FileNotFoundError(f"no index.csv under {str(self.root)!r}; write one with extract_patches")
+        rows = read_index(index)
+        if split is not None:
+            splits = sorted({r["split"] for r in rows})
+            check_choice(split, "split", splits)
+            rows = [r for r in rows if r["split"] == split]
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        row = self.rows[index]
+        bgr = cv2.imread(str(self.root / row["image"]), cv2.IMREAD_COLOR)
+        mask = cv2.imread(str(self.root / row["mask"]), cv2.IMREAD_GRAYSCALE)
+        if bgr is None or mask is None:
+            raise FileNotFoundError(f"cannot read {row['image']!r} or {row['mask']!r} under {str(self.root)!r}")
+        image = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float().div_(255.0)
+        return image, int(row["label"]), torch.from_numpy((mask > 0).astype(np.uint8))
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Load every item: ``images (N, 3, H, W)``, ``labels (N,)``, ``masks (N, H, W)``."""
+        items = [self[i] for i in range(len(self))]
+        if not items:
+            raise WSOLValueError(f"no patches to load under {str(self.root)!r}")
+        images, labels, masks = zip(*items)
+        return torch.stack(images), torch.tensor(labels, dtype=torch.long), torch.stack(masks)
 
 
 # --------------------------------------------------------------------------------------------- synthetic
