@@ -290,7 +290,7 @@ class OpenSlideReader:
         return f"OpenSlideReader({str(self.path)!r}, level_dimensions={self.level_dimensions})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Slide:
     """A whole-slide image of the dataset.
 
@@ -688,7 +688,9 @@ def calibrate_category2(
     Args:
         tumour_fractions: ``p_m`` of every metastatic patch (Category 1 entries are ignored).
         n_category1: ``n``, the number of Category 1 patches.
-        p_1, p_n, bin_width: as in :class:`PatchProtocol`.
+        p_1: upper tumour fraction of Category 1 (as in :class:`PatchProtocol`).
+        p_n: Category 2 patches drawn per Category 1 patch.
+        bin_width: histogram bin width.
         rng: a numpy Generator or an integer seed.
 
     Shape:
