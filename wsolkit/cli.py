@@ -1,4 +1,4 @@
-"""Command line interface: ``wsolkit demo``."""
+"""Command line interface: ``wsolkit demo | bench``."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def _demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     device = torch.device(args.device)
     quick = args.quick
-    n_train = args.n_train or (160 if quick else 480)
+    n_train = args.n_train or (200 if quick else 400)
     n_test = 64 if quick else 200
-    epochs = args.epochs or (3 if quick else 10)
+    epochs = args.epochs or (4 if quick else 8)
     torch.manual_seed(args.seed)
     kinds = ["glas", "camelyon"] if args.kind == "both" else [args.kind]
     out_dir = Path(args.out)
@@ -37,7 +37,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"[{kind}] rendering {n_train} train / {n_test} test images at {args.size} px", flush=True)
         x, y, _ = SyntheticHistology(kind, "train", n=n_train, size=args.size, seed=args.seed).tensors()
         xt, yt, mt = SyntheticHistology(kind, "test", n=n_test, size=args.size, seed=args.seed).tensors()
-        backbone = create_backbone("smallcnn", output_stride=8, width=args.width)
+        backbone = create_backbone("smallcnn", width=args.width, depth=2)  # stride-4 maps
         model = WSOLModel(backbone, GAP(backbone.out_channels, 2))
         fit(model, x, y, epochs=epochs, batch_size=32, lr=args.lr, seed=args.seed, progress=True, device=device)
         # localisation: the map of the true class (protocol); for camelyon the ROI images (metastatic)
@@ -60,6 +60,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    root = Path(args.dir) if args.dir else Path.cwd() / "benchmarks"
+    if not root.is_dir():
+        root = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not root.is_dir():
+        print(f"no benchmarks folder found (looked in {Path.cwd() / 'benchmarks'}); pass --dir", file=sys.stderr)
+        return 2
+    scripts = sorted(root.glob("bench_*.py"))
+    if args.only:
+        scripts = [s for s in scripts if any(o in s.stem for o in args.only)]
+    if not scripts:
+        print(f"no bench_*.py script matches in {root}", file=sys.stderr)
+        return 2
+    status = 0
+    for script in scripts:
+        print(f"\n## {script.stem}\n", flush=True)
+        cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+        status |= subprocess.call(cmd)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``wsolkit`` argument parser."""
     parser = argparse.ArgumentParser(prog="wsolkit", description="Weakly-supervised object localization toolkit")
@@ -76,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=16)
     demo.add_argument("--lr", type=float, default=3e-3)
     demo.set_defaults(func=_demo)
+    bench = sub.add_parser("bench", help="run the benchmarks (benchmarks/bench_*.py) and print their tables")
+    bench.add_argument("only", nargs="*", help="run only the benchmarks whose name contains one of these")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    bench.add_argument("--dir", default=None, help="folder holding bench_*.py (default: ./benchmarks)")
+    bench.set_defaults(func=_bench)
     return parser
 
 

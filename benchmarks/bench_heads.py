@@ -1,0 +1,80 @@
+"""Training-step time of each bottom-up head relative to GAP (target: <= 1.10x).
+
+A training step is forward + cross-entropy + backward + SGD step of backbone + head. Default setting of the issue:
+resnet18 (random init), batch 16, 224 px, CPU. Steps of different heads are interleaved round-robin and the median
+per head is reported, which makes the ratios less sensitive to other processes on a shared machine.
+
+Usage::
+
+    python benchmarks/bench_heads.py                       # resnet18, batch 16, 224 px, 5 timed steps per head
+    python benchmarks/bench_heads.py --iters 3 --threads 2
+    python benchmarks/bench_heads.py --backbone smallcnn --size 96   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from wsolkit.backbones import create_backbone
+from wsolkit.heads import create_head, list_heads
+from wsolkit.models import WSOLModel
+
+DEFAULT_HEADS = ["gap", "max", "lse", "wildcat", "prm", "deepmil"]
+
+
+def _step(model: WSOLModel, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    t = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x).logits, y)
+    loss.backward()
+    opt.step()
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--classes", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5, help="timed steps per head (after one warm-up step)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--heads", default=",".join(DEFAULT_HEADS), help=f"comma separated, from {list_heads()}")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    names = [h.strip() for h in args.heads.split(",") if h.strip()]
+    if "gap" not in names:
+        names.insert(0, "gap")
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, args.classes, (args.batch,))
+    models, opts = {}, {}
+    for name in names:
+        kw = {"output_stride": 8, "width": 16} if args.backbone == "smallcnn" else {}
+        bb = create_backbone(args.backbone, **kw)
+        models[name] = WSOLModel(bb, create_head(name, bb.out_channels, args.classes)).train()
+        opts[name] = torch.optim.SGD(models[name].parameters(), lr=1e-3, momentum=0.9)
+        _step(models[name], opts[name], x, y)  # warm-up
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(args.iters):
+        for name in names:
+            times[name].append(_step(models[name], opts[name], x, y))
+    med = {n: statistics.median(t) for n, t in times.items()}
+    print(
+        f"backbone={args.backbone} batch={args.batch} size={args.size} iters={args.iters} "
+        f"threads={args.threads} (median step time)"
+    )
+    print(f"{'head':10s} {'step (ms)':>10s} {'x GAP':>7s}")
+    for n in names:
+        print(f"{n:10s} {1000 * med[n]:10.1f} {med[n] / med['gap']:7.3f}")
+    return {n: med[n] / med["gap"] for n in names}
+
+
+if __name__ == "__main__":
+    main()
