@@ -521,3 +521,20 @@ def test_shared_backbone_and_repr():
     sep = _small(u=2, share_backbone=False)
     assert sum(p.numel() for p in sep.parameters()) > n_shared
     assert "u=2" in repr(m) and "sigma=10.0" in repr(m)
+
+
+def test_default_heads_are_the_papers_wildcat():
+    from wsolkit.heads import list_heads
+
+    if "wildcat" not in list_heads():
+        pytest.skip("WILDCAT head not available")
+    from wsolkit.maxmin import WILDCAT_DEFAULTS
+
+    m = build_maxmin(create_backbone("smallcnn", output_stride=8, width=4), 3)
+    for head in (m.localizer.head, m.classifier.head):
+        assert type(head).__name__ == "WILDCAT"
+        assert (head.modalities, head.kmax, head.kmin, head.alpha, head.dropout) == (5, 0.09, 0.09, 0.0, 0.75)
+    assert WILDCAT_DEFAULTS["modalities"] == 5
+    logs = m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
+    assert torch.isfinite(logs["loss"])
+    assert m.eval()(torch.randn(2, 3, 32, 32)).cams.shape == (2, 3, 4, 4)
