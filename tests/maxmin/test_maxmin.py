@@ -538,3 +538,20 @@ def test_default_heads_are_the_papers_wildcat():
     logs = m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
     assert torch.isfinite(logs["loss"])
     assert m.eval()(torch.randn(2, 3, 32, 32)).cams.shape == (2, 3, 4, 4)
+
+
+def test_batchnorm_statistics_come_from_the_inference_passes_only():
+    x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
+    model = _confident(_small(u=3, share_backbone=False))
+    ref = copy.deepcopy(model)
+    logs = model.train_step(x, y)
+    assert float(logs["steps"]) == 4
+    ref.localizer(x)  # one training-mode pass of M on x
+    for (name, a), b in zip(model.localizer.named_buffers(), ref.localizer.buffers(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    for name, buf in model.classifier.named_buffers():  # C: updated once (x ⊙ R+*), not by x ⊙ R-*
+        if name.endswith("num_batches_tracked"):
+            assert int(buf) == 1, name
+    for m in model.modules():  # flags restored
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.track_running_stats

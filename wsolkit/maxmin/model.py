@@ -122,14 +122,23 @@ class MaxMin(nn.Module):
         return maxmin_mask(cams, logits, size, self.omega, self.sigma_prime)
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor, stage: str = "infer") -> Any:
-        """Inference (``stage="infer"``) → :class:`WSOLOutput`; ``"localizer"`` → ``M(x)``; ``"classifier"`` →
-        a tuple ``(C(x), C(more[0]), ...)`` (used by :func:`maxmin_train_step` so DDP sees one forward per pass)."""
+        """Inference (``stage="infer"``) → :class:`WSOLOutput`.
+
+        Training stages used by :func:`maxmin_train_step` (so that DDP sees one forward per pass): ``"localizer"``
+        → ``M(x)``, or ``M(more[0])`` for an erased image (batch-norm statistics not updated); ``"classifier"`` →
+        ``(C(x), C(more[0]), ...)`` (only ``C(x)`` updates batch-norm statistics).
+        """
         stage = check_choice(stage, "stage", _STAGES)
         _check_images(x, "x")
-        if stage == "localizer":
+        if stage == "localizer":  # more = (), or (x*,) for an erasing step: batch statistics only
+            if more:
+                with _batch_stats_only(self.localizer):
+                    return self.localizer(more[0])
             return self.localizer(x)
-        if stage == "classifier":
-            return tuple(self.classifier(z) for z in (x, *more))
+        if stage == "classifier":  # C(x⊙R⁺) updates the BN statistics; C(x⊙R⁻) uses batch statistics only
+            first = self.classifier(x)
+            with _batch_stats_only(self.classifier):
+                return (first, *(self.classifier(z) for z in more))
         loc = self.localizer(x)
         r = self.mask(loc, tuple(x.shape[-2:]), detach=True)
         out = self.classifier(x * r.to(x.dtype))
@@ -164,6 +173,10 @@ def maxmin_train_step(
     ``Ψ(t, i) ≠ 0`` (Alg. 1, l. 10-12); ``R⁺* ← max(R⁺*, Ψ·R⁺ᵗ)`` (eq. 12); ``x* ← x* ⊙ (1 − R⁺*)``. Stops
     after ``t = u`` or as soon as every trust is 0 (a zero trust stays zero). Then ``C`` classifies
     ``x ⊙ R⁺*`` (eq. 3) and ``x ⊙ R⁻*`` (eq. 6). Every loss is a batch mean (Alg. 1, l. 23).
+
+    Batch-norm running statistics are updated only by the passes inference also makes (``M`` on ``x``, ``C`` on
+    ``x ⊙ R⁺*``); the erased images and ``x ⊙ R⁻*`` are normalised with their batch statistics without updating
+    them (otherwise the statistics drift towards erased images and the eval-mode localizer degrades with ``u``).
 
     The caller runs ``optimizer.zero_grad()`` before and ``optimizer.step()`` (or ``scaler.step(optimizer)``;
     ``scaler.update()``) after. With a :class:`torch.amp.GradScaler` every backward pass is scaled.
@@ -211,7 +224,7 @@ def maxmin_train_step(
     steps = 0
     for t in range(core.u + 1):
         with no_sync():
-            out = model(x_star, stage="localizer")
+            out = model(x_star, stage="localizer") if t == 0 else model(x, x_star, stage="localizer")
             if t == 0:
                 check_labels(labels, "labels", b, out.logits.shape[1])
             ce = localizer_ce(out.logits, labels, reduction="none")
@@ -310,6 +323,22 @@ def build_maxmin(
     localizer = WSOLModel(backbone, create_head(head, width, num_classes, **head_kwargs))
     classifier = WSOLModel(cls_backbone, create_head(head, cls_width, num_classes, **head_kwargs))
     return MaxMin(localizer, classifier, **kwargs)
+
+
+@contextlib.contextmanager
+def _batch_stats_only(module: nn.Module):
+    """Batch-norm layers in training mode normalise with batch statistics but do not update their running ones."""
+    bns = [
+        m for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
 
 
 def _out_channels(backbone: nn.Module, name: str) -> int:
