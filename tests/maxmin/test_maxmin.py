@@ -217,15 +217,18 @@ def test_accumulate_mask_and_trust_errors():
 class ScriptedLocalizer(nn.Module):
     """Returns scripted logits (+ a learnable bias) and cams at each call; records its inputs."""
 
-    def __init__(self, logits_seq, cams_seq):
+    def __init__(self, logits_seq, cams_seq, rows=None):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(logits_seq[0].shape[1]))
         self.logits_seq, self.cams_seq, self.inputs = logits_seq, cams_seq, []
+        self.rows = rows  # samples expected at each step (only the trusted ones are forwarded)
 
     def forward(self, x):
         t = len(self.inputs) % len(self.logits_seq)
         self.inputs.append(x.detach().clone())
-        return WSOLOutput(self.logits_seq[t] + self.bias, self.cams_seq[t], {})
+        rows = self.rows[t] if self.rows is not None else list(range(len(x)))
+        assert len(rows) == len(x)
+        return WSOLOutput(self.logits_seq[t][rows] + self.bias, self.cams_seq[t][rows], {})
 
 
 class RecordingClassifier(nn.Module):
@@ -265,10 +268,11 @@ def _reference_erasing(x, y, seq, cams, u, sigma):
     b, size = x.shape[0], x.shape[-2:]
     acc = np.zeros((b, 1, *size))
     xs, alive, loss0 = x.copy(), np.ones(b, bool), None
-    inputs, grad, psis = [], np.zeros(seq[0].shape[1]), []
+    inputs, grad, psis, rows = [], np.zeros(seq[0].shape[1]), [], []
     for t in range(u + 1):
         z = seq[t].double().numpy()
         inputs.append(xs.copy())
+        rows.append(np.flatnonzero(alive).tolist())
         p = ref_softmax(z)
         ce = -np.log(p[np.arange(b), yn])
         if t == 0:
@@ -285,24 +289,25 @@ def _reference_erasing(x, y, seq, cams, u, sigma):
         if not alive.any():
             break
         xs = xs * (1 - acc)
-    return inputs, acc, grad, psis
+    return inputs, acc, grad, psis, rows
 
 
 def test_recursive_erasing_matches_algorithm_1():
     y, seq, cams = _script()
-    loc, cls = ScriptedLocalizer(seq, cams), RecordingClassifier(3)
-    model = MaxMin(loc, cls, u=3, sigma=10.0)
     x = torch.rand(4, 3, 6, 6) + 0.5
+    inputs, acc, grad, psis, rows = _reference_erasing(x, y, seq, cams, u=3, sigma=10.0)
+    assert rows == [[0, 1, 2, 3], [0, 2, 3], [0, 3], [0]]  # s1 dies at t=0, s2 at t=1, s3 at t=2
+    loc, cls = ScriptedLocalizer(seq, cams, rows), RecordingClassifier(3)
+    model = MaxMin(loc, cls, u=3, sigma=10.0)
     logs = model.train_step(x, y)
-    inputs, acc, grad, psis = _reference_erasing(x, y, seq, cams, u=3, sigma=10.0)
     # trust pattern of the script: per-sample stop and zero trust persists
     assert [bool(p[0] > 0) for p in psis] == [True] * 4
     assert [bool(p[1] > 0) for p in psis] == [False] * 4
     assert [bool(p[2] > 0) for p in psis] == [True, False, False, False]
     assert [bool(p[3] > 0) for p in psis] == [True, True, False, False]
     assert len(loc.inputs) == len(inputs) == 4 and float(logs["steps"]) == 4
-    for got, ref in zip(loc.inputs, inputs, strict=True):  # x* <- x* ⊙ R-*
-        np.testing.assert_allclose(got.double().numpy(), ref, atol=1e-5)
+    for got, ref, r in zip(loc.inputs, inputs, rows, strict=True):  # x* <- x* ⊙ R-*, trusted samples only
+        np.testing.assert_allclose(got.double().numpy(), ref[r], atol=1e-5)
     x_pos, x_neg = cls.inputs
     np.testing.assert_allclose(x_pos.double().numpy(), x.double().numpy() * acc, atol=1e-5)
     np.testing.assert_allclose(x_neg.double().numpy(), x.double().numpy() * (1 - acc), atol=1e-5)

@@ -223,26 +223,36 @@ def maxmin_train_step(
     loc_erasing = torch.zeros((), device=x.device)
     steps = 0
     for t in range(core.u + 1):
+        # t >= 1: only the samples still trusted are forwarded (a zero trust stays zero, Alg. 1 is per sample)
+        idx = None if t == 0 else alive.nonzero()[:, 0]
+        y_t = labels if idx is None else labels[idx]
         with no_sync():
-            out = model(x_star, stage="localizer") if t == 0 else model(x, x_star, stage="localizer")
+            out = model(x_star, stage="localizer") if idx is None else model(x, x_star[idx], stage="localizer")
             if t == 0:
                 check_labels(labels, "labels", b, out.logits.shape[1])
-            ce = localizer_ce(out.logits, labels, reduction="none")
-            psi, alive = trust_coefficients(out.logits, labels, t, core.sigma, loss0, alive)
+            ce = localizer_ce(out.logits, y_t, reduction="none")
+            psi_t, alive_t = trust_coefficients(
+                out.logits, y_t, t, core.sigma, None if idx is None else loss0[idx]
+            )
             steps += 1
             if t == 0:
                 loss0 = ce.detach()
                 loss_t = w_loc * ce.mean()
             else:
-                loss_t = w_loc * (ce * (psi > 0).to(ce.dtype)).sum() / b
+                loss_t = w_loc * (ce * (psi_t > 0).to(ce.dtype)).sum() / b
                 loc_erasing = loc_erasing + loss_t.detach()
             keep_graph = t == 0 and not core.detach_mask
             r = core.mask(out, size, detach=not keep_graph)
             if keep_graph:
                 deferred = loss_t  # back-propagated with C's losses (graph of step 0 reaches the mask)
-            elif t == 0 or bool(alive.any()):
+            elif t == 0 or bool(alive_t.any()):
                 backward(loss_t)
-        acc = accumulate_mask(acc, r, psi)
+        if idx is None:
+            acc, alive = accumulate_mask(acc, r, psi_t), alive_t
+        else:
+            acc = acc.clone()
+            acc[idx] = accumulate_mask(acc[idx], r, psi_t)
+            alive = torch.zeros_like(alive).index_fill_(0, idx[alive_t], True)
         del out, ce, r
         if not bool(alive.any()):
             break
