@@ -49,11 +49,11 @@ def _model(u: int, width: int, head: str):
 
     torch.manual_seed(0)
     model = build_maxmin(create_backbone("smallcnn", output_stride=8, width=width), 2, head=head, u=u)
+    # WILDCAT: the first half of the 1x1 conv's channels are class 0's modalities; GAP: one bias per class
+    bias = model.localizer.head.classifier.bias if head == "wildcat" else model.localizer.head.bias
+    n = bias.numel() // 2
     with torch.no_grad():
-        model.localizer.head.classifier.bias.zero_() if head == "wildcat" else None
-        bias = model.localizer.head.classifier.bias if head == "wildcat" else model.localizer.head.bias
-        n_mod = bias.numel() // 2
-        bias.copy_(torch.tensor([100.0] * n_mod + [-100.0] * n_mod))
+        bias.copy_(torch.tensor([100.0] * n + [-100.0] * n))
     return model
 
 
