@@ -172,7 +172,9 @@ def maxmin_train_step(
     does not grow with ``u``) — at ``t = 0`` for every sample (eq. 9), at ``t >= 1`` only for samples with
     ``Ψ(t, i) ≠ 0`` (Alg. 1, l. 10-12); ``R⁺* ← max(R⁺*, Ψ·R⁺ᵗ)`` (eq. 12); ``x* ← x* ⊙ (1 − R⁺*)``. Stops
     after ``t = u`` or as soon as every trust is 0 (a zero trust stays zero). Then ``C`` classifies
-    ``x ⊙ R⁺*`` (eq. 3) and ``x ⊙ R⁻*`` (eq. 6). Every loss is a batch mean (Alg. 1, l. 23).
+    ``x ⊙ R⁺*`` (eq. 3) and ``x ⊙ R⁻*`` (eq. 6). Every loss is a batch mean (Alg. 1, l. 23). At ``t >= 1``
+    only the still-trusted samples are forwarded. As eqs. 12-14 hold for ``t >= 0``, ``R⁺*`` starts as
+    ``p̂ˢ(y|x)·R⁺⁰`` and stays empty for a sample the localizer misclassifies on ``x``.
 
     Batch-norm running statistics are updated only by the passes inference also makes (``M`` on ``x``, ``C`` on
     ``x ⊙ R⁺*``); the erased images and ``x ⊙ R⁻*`` are normalised with their batch statistics without updating
