@@ -1,0 +1,562 @@
+"""MaxMin: mask, losses, trust, recursive erasing, train step — against float64 references written here."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError
+from wsolkit.backbones import create_backbone
+from wsolkit.heads import GAP
+from wsolkit.losses import ELB
+from wsolkit.maxmin import (
+    MaxMin,
+    MaxMinMask,
+    accumulate_mask,
+    build_maxmin,
+    localizer_ce,
+    maxmin_loss,
+    maxmin_mask,
+    negative_uniform_ce,
+    positive_ce,
+    size_prior,
+    trust_coefficients,
+)
+from wsolkit.models import WSOLModel
+from wsolkit.output import WSOLOutput
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------- float64 references
+
+
+def ref_softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def ref_mask(cams: np.ndarray, logits: np.ndarray, size: tuple[int, int], omega=8.0, sp=0.5) -> np.ndarray:
+    """eqs. 10-11 in float64, min-max per sample; returns (B, H, W)."""
+    p = ref_softmax(logits)
+    t = (p[:, :, None, None] * cams).sum(1)  # eq. 10
+    up = F.interpolate(torch.from_numpy(t)[:, None], size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
+    out = np.empty_like(up)
+    for i in range(up.shape[0]):
+        lo, hi = up[i].min(), up[i].max()
+        out[i] = (up[i] - lo) / (hi - lo) if hi > lo else 0.0
+    return 1.0 / (1.0 + np.exp(-omega * (out - sp)))  # eq. 11
+
+
+def ref_ce(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return -np.log(ref_softmax(logits)[np.arange(len(y)), y])
+
+
+def ref_elb(z: np.ndarray, t: float) -> np.ndarray:
+    return np.where(z <= -1 / t**2, -np.log(-np.minimum(z, -1 / t**2)) / t, t * z - np.log(1 / t**2) / t + 1 / t)
+
+
+# ---------------------------------------------------------------- mask (eqs. 10-11)
+
+
+def test_mask_matches_float64_reference():
+    cams = torch.randn(3, 4, 5, 6)
+    logits = torch.randn(3, 4)
+    got = maxmin_mask(cams, logits, size=(20, 24), omega=8.0, sigma_prime=0.5)
+    assert got.shape == (3, 1, 20, 24)
+    ref = ref_mask(cams.double().numpy(), logits.double().numpy(), (20, 24))
+    np.testing.assert_allclose(got[:, 0].double().numpy(), ref, atol=1e-5)
+    # module == function, other omega / sigma'
+    m = MaxMinMask(omega=3.0, sigma_prime=0.2)
+    np.testing.assert_allclose(
+        m(cams, logits, (20, 24))[:, 0].double().numpy(),
+        ref_mask(cams.double().numpy(), logits.double().numpy(), (20, 24), 3.0, 0.2),
+        atol=1e-5,
+    )
+    assert "omega=3.0" in repr(m)
+
+
+def test_mask_is_normalised_per_sample_not_per_batch():
+    cams = torch.randn(2, 2, 4, 4)
+    logits = torch.randn(2, 2)
+    a = maxmin_mask(cams, logits, 8)
+    scaled = cams.clone()
+    scaled[1] = scaled[1] * 100 + 50  # another sample's range must not matter
+    b = maxmin_mask(scaled, logits, 8)
+    torch.testing.assert_close(a[0], b[0])
+    # the batch-wide normalisation (known defect of the reference code) would give a different mask for sample 0
+    t = torch.einsum("bc,bchw->bhw", logits.softmax(1), scaled)
+    t = F.interpolate(t[:, None], size=(8, 8), mode="bilinear", align_corners=False)
+    batchwise = torch.sigmoid(8 * ((t - t.min()) / (t.max() - t.min()) - 0.5))
+    assert not torch.allclose(batchwise[0], b[0], atol=1e-3)
+
+
+def test_mask_gradients_and_constant_map():
+    cams = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    logits = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda c, z: maxmin_mask(c, z, (5, 5)), (cams, logits))
+    # constant T -> normalised zeros -> sigmoid(-omega * sigma')
+    r = maxmin_mask(torch.ones(1, 2, 3, 3), torch.zeros(1, 2), 3)
+    torch.testing.assert_close(r, torch.full_like(r, 1 / (1 + math.exp(4.0))))
+
+
+def test_mask_errors():
+    with pytest.raises(ShapeError, match="logits"):
+        maxmin_mask(torch.randn(2, 3, 4, 4), torch.randn(2, 4), 8)
+    with pytest.raises(ShapeError, match="cams"):
+        maxmin_mask(torch.randn(3, 4, 4), torch.randn(3, 4), 8)
+    with pytest.raises(WSOLValueError, match="omega"):
+        maxmin_mask(torch.randn(2, 3, 4, 4), torch.randn(2, 3), 8, omega=0.0)
+    with pytest.raises(WSOLValueError, match="omega"):
+        MaxMinMask(omega=-1.0)
+
+
+# ---------------------------------------------------------------- losses (eqs. 3, 6, 8, 9) and size priors
+
+
+def test_losses_match_float64_reference():
+    z_pos, z_neg, z_loc = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4)
+    y = torch.tensor([0, 3, 1, 2, 3])
+    yn = y.numpy()
+    ce_pos = ref_ce(z_pos.double().numpy(), yn)
+    ce_loc = ref_ce(z_loc.double().numpy(), yn)
+    p_neg = ref_softmax(z_neg.double().numpy())
+    unif = -(0.25 * np.log(p_neg)).sum(1)  # eq. 6 with q = 1/c
+    np.testing.assert_allclose(positive_ce(z_pos, y, reduction="none").numpy(), ce_pos, rtol=1e-5)
+    np.testing.assert_allclose(localizer_ce(z_loc, y, reduction="none").numpy(), ce_loc, rtol=1e-5)
+    np.testing.assert_allclose(negative_uniform_ce(z_neg, reduction="none").numpy(), unif, rtol=1e-5)
+    np.testing.assert_allclose(float(negative_uniform_ce(z_neg, reduction="sum")), unif.sum(), rtol=1e-5)
+    total = maxmin_loss(z_pos, z_neg, z_loc, y, weights=(0.5, 2.0, 3.0))
+    np.testing.assert_allclose(float(total), 0.5 * ce_pos.mean() + 2 * unif.mean() + 3 * ce_loc.mean(), rtol=1e-5)
+    # eq. 6 is minimal (log c) at the uniform prediction
+    assert float(negative_uniform_ce(torch.zeros(1, 4))) == pytest.approx(math.log(4), abs=1e-6)
+    assert float(negative_uniform_ce(torch.tensor([[1.0, 0, 0, 0]]))) > math.log(4)
+
+
+def test_size_prior_matches_elb_reference():
+    mask = torch.rand(3, 1, 4, 5)
+    barrier = ELB(t0=2.0)
+    m = mask.double().numpy().reshape(3, -1)
+    ref = (ref_elb(-m.sum(1), 2.0) + ref_elb(-(1 - m).sum(1), 2.0)).mean()
+    np.testing.assert_allclose(float(size_prior(mask, barrier)), ref, rtol=1e-5)
+    # an empty mask violates the first constraint: larger penalty than a half mask
+    empty = torch.zeros(1, 1, 4, 4)
+    assert float(size_prior(empty, barrier)) > float(size_prior(torch.full_like(empty, 0.5), barrier))
+
+
+def test_loss_errors():
+    with pytest.raises(WSOLValueError, match="labels"):
+        positive_ce(torch.randn(2, 3), torch.tensor([0, 3]))
+    with pytest.raises(WSOLValueError, match="labels"):
+        localizer_ce(torch.randn(2, 3), torch.tensor([-1, 0]))
+    with pytest.raises(ShapeError, match="logits_neg"):
+        maxmin_loss(torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 3), torch.tensor([0, 1]))
+    with pytest.raises(WSOLValueError, match="reduction"):
+        negative_uniform_ce(torch.randn(2, 3), reduction="max")
+
+
+# ---------------------------------------------------------------- trust (eqs. 12-14)
+
+
+def _logit(a: float, y: int, c: int = 3) -> list[float]:
+    z = [0.0] * c
+    z[y] = a
+    return z
+
+
+def test_trust_hand_made_batch():
+    y = torch.tensor([0, 1, 2, 0])
+    z0 = torch.tensor([_logit(2.0, 0), _logit(2.0, 1), _logit(2.0, 2), [0.0, 3.0, 0.0]])
+    psi0, alive0 = trust_coefficients(z0, y, t=0, sigma=10.0)
+    p2 = math.exp(2) / (math.exp(2) + 2)
+    torch.testing.assert_close(psi0, torch.tensor([p2, p2, p2, 0.0]))  # t=0: exp(0)=1, loss <= itself
+    assert alive0.tolist() == [True, True, True, False]
+    loss0 = F.cross_entropy(z0, y, reduction="none")
+    # t=3: s0 more confident (trusted), s1 correct but higher loss (0), s2 misclassified (0), s3 dead stays 0
+    z3 = torch.tensor([_logit(3.0, 0), _logit(1.0, 1), [2.0, 0.0, 1.0], _logit(5.0, 0)])
+    psi3, alive3 = trust_coefficients(z3, y, t=3, sigma=10.0, loss0=loss0, alive=alive0)
+    p3 = math.exp(3) / (math.exp(3) + 2)
+    torch.testing.assert_close(psi3, torch.tensor([math.exp(-0.3) * p3, 0.0, 0.0, 0.0]))
+    assert alive3.tolist() == [True, False, False, False]
+    # equal loss is trusted (<=); decay exp(-t / sigma) with another sigma
+    psi, _ = trust_coefficients(z0[:1], y[:1], t=2, sigma=0.5, loss0=loss0[:1])
+    assert float(psi) == pytest.approx(math.exp(-4.0) * p2, rel=1e-6)
+
+
+def test_accumulate_mask_and_trust_errors():
+    acc = torch.tensor([[[[0.3, 0.9]]], [[[0.2, 0.0]]]])
+    r = torch.tensor([[[[1.0, 0.5]]], [[[1.0, 1.0]]]])
+    got = accumulate_mask(acc, r, torch.tensor([0.5, 0.8]))
+    torch.testing.assert_close(got, torch.tensor([[[[0.5, 0.9]]], [[[0.8, 0.8]]]]))
+    with pytest.raises(ShapeError):
+        accumulate_mask(acc, r[:, :, :, :1], torch.ones(2))
+    with pytest.raises(WSOLValueError, match="sigma"):
+        trust_coefficients(torch.randn(2, 3), torch.tensor([0, 1]), t=1, sigma=0.0)
+    with pytest.raises(WSOLValueError, match="t"):
+        trust_coefficients(torch.randn(2, 3), torch.tensor([0, 1]), t=-1)
+    with pytest.raises(WSOLValueError, match="labels"):
+        trust_coefficients(torch.randn(2, 3), torch.tensor([0, 5]), t=0)
+
+
+# ---------------------------------------------------------------- recursive erasing with scripted models
+
+
+class ScriptedLocalizer(nn.Module):
+    """Returns scripted logits (+ a learnable bias) and cams at each call; records its inputs."""
+
+    def __init__(self, logits_seq, cams_seq, rows=None):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(logits_seq[0].shape[1]))
+        self.logits_seq, self.cams_seq, self.inputs = logits_seq, cams_seq, []
+        self.rows = rows  # samples expected at each step (only the trusted ones are forwarded)
+
+    def forward(self, x):
+        t = len(self.inputs) % len(self.logits_seq)
+        self.inputs.append(x.detach().clone())
+        rows = self.rows[t] if self.rows is not None else list(range(len(x)))
+        assert len(rows) == len(x)
+        return WSOLOutput(self.logits_seq[t][rows] + self.bias, self.cams_seq[t][rows], {})
+
+
+class RecordingClassifier(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.linspace(-1, 1, c))
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        s = x.mean(dim=(1, 2, 3))
+        return WSOLOutput(s[:, None] * self.w, torch.zeros(x.shape[0], len(self.w), 2, 2), {})
+
+
+def _script():
+    """4 samples, 3 classes, 4 steps (u = 3): s0 trusted throughout; s1 misclassified at t=0; s2 loses trust at
+    t=1 (higher loss) and would regain it at t=2 (must stay 0); s3 misclassified at t=2."""
+    a = {0: (1.0, 2.0, 3.0, 4.0), 2: (2.0, 1.0, 3.0, 3.0), 3: (1.0, 1.5, None, 2.0)}
+    y = torch.tensor([0, 1, 2, 0])
+    seq = []
+    for t in range(4):
+        z = torch.zeros(4, 3)
+        z[0] = torch.tensor(_logit(a[0][t], 0))
+        z[1] = torch.tensor([2.0, 0.0, 0.0])
+        z[2] = torch.tensor(_logit(a[2][t], 2))
+        z[3] = torch.tensor([-1.0, 0.0, 0.0]) if a[3][t] is None else torch.tensor(_logit(a[3][t], 0))
+        seq.append(z)
+    g = torch.Generator().manual_seed(1)
+    cams = [torch.randn(4, 3, 3, 3, generator=g) for _ in range(4)]
+    return y, seq, cams
+
+
+def _reference_erasing(x, y, seq, cams, u, sigma):
+    """Alg. 1 in float64: expected localizer inputs, final R+*, bias gradient of eq. 8 and the trusts."""
+    x = x.double().numpy()
+    yn = y.numpy()
+    b, size = x.shape[0], x.shape[-2:]
+    acc = np.zeros((b, 1, *size))
+    xs, alive, loss0 = x.copy(), np.ones(b, bool), None
+    inputs, grad, psis, rows = [], np.zeros(seq[0].shape[1]), [], []
+    for t in range(u + 1):
+        z = seq[t].double().numpy()
+        inputs.append(xs.copy())
+        rows.append(np.flatnonzero(alive).tolist())
+        p = ref_softmax(z)
+        ce = -np.log(p[np.arange(b), yn])
+        if t == 0:
+            loss0 = ce
+        ok = alive & (z.argmax(1) == yn) & (ce <= loss0)
+        psi = math.exp(-t / sigma) * np.where(ok, p[np.arange(b), yn], 0.0)
+        alive = ok
+        psis.append(psi)
+        weight = np.ones(b) if t == 0 else (psi > 0).astype(float)
+        onehot = np.eye(z.shape[1])[yn]
+        grad += (weight[:, None] * (p - onehot)).sum(0) / b  # d/d bias of mean-normalised eq. 8
+        r = ref_mask(cams[t].double().numpy(), z, tuple(size))[:, None]
+        acc = np.maximum(acc, psi[:, None, None, None] * r)
+        if not alive.any():
+            break
+        xs = xs * (1 - acc)
+    return inputs, acc, grad, psis, rows
+
+
+def test_recursive_erasing_matches_algorithm_1():
+    y, seq, cams = _script()
+    x = torch.rand(4, 3, 6, 6) + 0.5
+    inputs, acc, grad, psis, rows = _reference_erasing(x, y, seq, cams, u=3, sigma=10.0)
+    assert rows == [[0, 1, 2, 3], [0, 2, 3], [0, 3], [0]]  # s1 dies at t=0, s2 at t=1, s3 at t=2
+    loc, cls = ScriptedLocalizer(seq, cams, rows), RecordingClassifier(3)
+    model = MaxMin(loc, cls, u=3, sigma=10.0)
+    logs = model.train_step(x, y)
+    # trust pattern of the script: per-sample stop and zero trust persists
+    assert [bool(p[0] > 0) for p in psis] == [True] * 4
+    assert [bool(p[1] > 0) for p in psis] == [False] * 4
+    assert [bool(p[2] > 0) for p in psis] == [True, False, False, False]
+    assert [bool(p[3] > 0) for p in psis] == [True, True, False, False]
+    assert len(loc.inputs) == len(inputs) == 4 and float(logs["steps"]) == 4
+    for got, ref, r in zip(loc.inputs, inputs, rows, strict=True):  # x* <- x* ⊙ R-*, trusted samples only
+        np.testing.assert_allclose(got.double().numpy(), ref[r], atol=1e-5)
+    x_pos, x_neg = cls.inputs
+    np.testing.assert_allclose(x_pos.double().numpy(), x.double().numpy() * acc, atol=1e-5)
+    np.testing.assert_allclose(x_neg.double().numpy(), x.double().numpy() * (1 - acc), atol=1e-5)
+    np.testing.assert_allclose(loc.bias.grad.double().numpy(), grad, atol=1e-6)  # gated eq. 8 accumulation
+    assert float(logs["trusted"]) == 0.25
+    # the logged losses
+    yn = y.numpy()
+    np.testing.assert_allclose(float(logs["loc"]), ref_ce(seq[0].double().numpy(), yn).mean(), rtol=1e-5)
+
+
+def test_erasing_stops_early_when_all_trusts_are_zero():
+    y = torch.tensor([0, 1])
+    ok = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
+    bad = torch.tensor([[0.0, 3.0], [3.0, 0.0]])  # every sample misclassified at t=1
+    cams = [torch.randn(2, 2, 2, 2) for _ in range(5)]
+    loc = ScriptedLocalizer([ok, bad, ok, ok, ok], cams)
+    model = MaxMin(loc, RecordingClassifier(2), u=4)
+    logs = model.train_step(torch.rand(2, 3, 4, 4), y)
+    assert len(loc.inputs) == 2 and float(logs["steps"]) == 2 and float(logs["trusted"]) == 0.0
+    assert float(logs["loc_erasing"]) == 0.0
+    # u = 0: a single localizer forward, no erasing
+    loc0 = ScriptedLocalizer([ok], cams)
+    MaxMin(loc0, RecordingClassifier(2), u=0).train_step(torch.rand(2, 3, 4, 4), y)
+    assert len(loc0.inputs) == 1
+
+
+# ---------------------------------------------------------------- real model: train step, inference, memory
+
+
+def _small(u=4, width=4, **kw):
+    torch.manual_seed(0)
+    return build_maxmin(create_backbone("smallcnn", output_stride=8, width=width), 2, head="gap", u=u, **kw)
+
+
+def test_inference_output_contract():
+    model = _small().eval()
+    x = torch.randn(3, 3, 32, 40)
+    out = model(x)
+    assert isinstance(out, WSOLOutput) and out.logits.shape == (3, 2) and out.cams.shape == (3, 2, 4, 5)
+    loc = model.localizer(x)
+    r = maxmin_mask(loc.cams, loc.logits, (32, 40))
+    torch.testing.assert_close(out.aux["mask"], r[:, 0])
+    torch.testing.assert_close(out.logits, model.classifier(x * r).logits)
+    torch.testing.assert_close(out.aux["localizer_logits"], loc.logits)
+    assert out.aux["mask"].min() >= 0 and out.aux["mask"].max() <= 1
+
+
+def test_train_step_accumulates_gradients_and_detach_mask():
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 1, 0])
+    # classifier terms only: with the paper's detached mask no gradient reaches the localizer head
+    m = _small(u=1, weights=(1.0, 1.0, 0.0), share_backbone=False)
+    m.train_step(x, y)
+    g = m.localizer.head.classifier.weight.grad
+    assert g is None or float(g.abs().sum()) == 0.0
+    assert float(m.classifier.head.classifier.weight.grad.abs().sum()) > 0
+    m2 = _small(u=1, weights=(1.0, 1.0, 0.0), share_backbone=False, detach_mask=False)
+    m2.train_step(x, y)
+    assert float(m2.localizer.head.classifier.weight.grad.abs().sum()) > 0
+    # gradients accumulate across calls (the user zeroes them)
+    m3 = _small(u=0)
+    for mod in m3.modules():  # no batch-norm statistics drift between the two calls
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eval()
+    m3.train_step(x, y)
+    g1 = [p.grad.clone() for p in m3.parameters()]
+    m3.train_step(x, y)
+    for a, p in zip(g1, m3.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, 2 * a)
+
+
+def test_train_step_u0_equals_eq9_gradient():
+    """u = 0: the accumulated gradient equals that of eq. 9 with R+* = Ψ(0)·R+ (autograd on the closed form)."""
+    m = _small(u=0)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eval()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 1, 0])
+    ref = copy.deepcopy(m)
+    logs = m.train_step(x, y)
+    loc = ref.localizer(x)
+    psi, _ = trust_coefficients(loc.logits, y, 0)
+    r = psi[:, None, None, None] * maxmin_mask(loc.cams.detach(), loc.logits.detach(), (32, 32))
+    loss = maxmin_loss(ref.classifier(x * r).logits, ref.classifier(x * (1 - r)).logits, loc.logits, y)
+    loss.backward()
+    assert float(logs["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
+    for a, b in zip(m.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+
+
+class _SavedTensorTracker:
+    """Counts the bytes of tensors saved for backward that are still alive (freed graphs release them)."""
+
+    def __init__(self):
+        self.live = 0
+        self.peak = 0
+
+    def pack(self, t):
+        tracker = self
+
+        class Holder:
+            def __init__(self, t):
+                self.t, self.n = t, t.numel() * t.element_size()
+                tracker.live += self.n
+                tracker.peak = max(tracker.peak, tracker.live)
+
+            def __del__(self):
+                tracker.live -= self.n
+
+        return Holder(t)
+
+    @staticmethod
+    def unpack(h):
+        return h.t
+
+
+def _confident(model):
+    """Make the localizer always right with loss exactly 0 so that no trust drops and all u steps run."""
+    with torch.no_grad():
+        model.localizer.head.bias.copy_(torch.tensor([100.0, -100.0]))
+    return model
+
+
+def test_graph_of_each_step_is_freed_memory_flat_in_u():
+    x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
+    peaks = {}
+    for u in (0, 4):
+        model = _confident(_small(u=u, share_backbone=False))
+        tr = _SavedTensorTracker()
+        at_start = []
+        model.localizer.register_forward_pre_hook(lambda *_, a=at_start, tr=tr: a.append(tr.live))
+        with torch.autograd.graph.saved_tensors_hooks(tr.pack, tr.unpack):
+            logs = model.train_step(x, y)
+        assert float(logs["steps"]) == u + 1
+        assert at_start == [0] * (u + 1)  # nothing of step t is alive when step t+1 starts
+        assert tr.live == 0
+        peaks[u] = tr.peak
+    assert peaks[4] == peaks[0]
+
+
+def test_grad_scaler_scales_every_backward():
+    x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
+    a = _confident(_small(u=2))
+    for mod in a.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eval()
+    b = copy.deepcopy(a)
+    a.train_step(x, y)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    b.train_step(x, y, scaler=scaler)
+    opt = torch.optim.SGD(b.parameters(), lr=0.1)
+    scaler.unscale_(opt)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        if pa.grad is not None:
+            torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-4, atol=1e-7)
+    scaler.step(opt)
+    scaler.update()
+    # bf16 autocast on CPU runs too
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logs = _small(u=1).train_step(x, y)
+    assert all(torch.isfinite(v) for v in logs.values())
+
+
+def test_size_prior_variant():
+    m = _small(u=1, detach_mask=False, size_prior=ELB(t0=1.0), size_weight=0.1)
+    logs = m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
+    assert torch.isfinite(logs["size"]) and float(logs["size"]) != 0.0
+    with pytest.raises(WSOLValueError, match="detach_mask"):
+        _small(size_prior=ELB())
+
+
+# ---------------------------------------------------------------- typed errors
+
+
+def test_typed_errors():
+    with pytest.raises(WSOLValueError, match="`u`"):
+        _small(u=-1)
+    with pytest.raises(WSOLTypeError, match="`u`"):
+        _small(u=1.5)
+    with pytest.raises(WSOLValueError, match="sigma"):
+        _small(sigma=0.0)
+    with pytest.raises(WSOLValueError, match="omega"):
+        _small(omega=-2.0)
+    m = _small(u=1)
+    with pytest.raises(WSOLValueError, match="labels"):
+        m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
+    with pytest.raises(ShapeError, match="labels"):
+        m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 1, 1]))
+    with pytest.raises(ShapeError, match=r"\(B, 3, H, W\)"):
+        m.train_step(torch.randn(3, 32, 32), torch.tensor([0, 1, 1]))
+    # mismatched backbone widths
+    bb8 = create_backbone("smallcnn", output_stride=8, width=8)
+    bb4 = create_backbone("smallcnn", output_stride=8, width=4)
+    with pytest.raises(ShapeError, match="channels"):
+        MaxMin(WSOLModel(bb8, GAP(bb8.out_channels, 2)), WSOLModel(bb4, GAP(bb8.out_channels, 2)))
+    with pytest.raises(ShapeError, match="classifier"):
+        MaxMin(WSOLModel(bb8, GAP(bb8.out_channels, 2)), WSOLModel(bb4, GAP(bb8.out_channels, 2)))
+    with pytest.raises(WSOLTypeError, match="localizer"):
+        MaxMin("resnet", nn.Identity())
+    with pytest.raises(WSOLValueError, match="classifier_backbone"):
+        build_maxmin(bb8, 2, head="gap", share_backbone=True, classifier_backbone=bb4)
+    # separate backbones of different widths build heads of the right width each
+    m2 = build_maxmin(bb8, 2, head="gap", share_backbone=False, classifier_backbone=bb4)
+    assert m2.classifier.head.in_channels == bb4.out_channels
+    with pytest.raises(WSOLValueError, match="stage"):
+        m(torch.randn(1, 3, 32, 32), stage="decoder")
+    with pytest.raises(WSOLTypeError, match="MaxMin"):
+        from wsolkit.maxmin import maxmin_train_step
+
+        maxmin_train_step(nn.Linear(2, 2), torch.randn(1, 3, 8, 8), torch.tensor([0]))
+
+
+def test_shared_backbone_and_repr():
+    m = _small(u=2)
+    assert m.localizer.backbone is m.classifier.backbone
+    n_shared = sum(p.numel() for p in m.parameters())
+    sep = _small(u=2, share_backbone=False)
+    assert sum(p.numel() for p in sep.parameters()) > n_shared
+    assert "u=2" in repr(m) and "sigma=10.0" in repr(m)
+
+
+def test_default_heads_are_the_papers_wildcat():
+    from wsolkit.heads import list_heads
+
+    if "wildcat" not in list_heads():
+        pytest.skip("WILDCAT head not available")
+    from wsolkit.maxmin import WILDCAT_DEFAULTS
+
+    m = build_maxmin(create_backbone("smallcnn", output_stride=8, width=4), 3)
+    for head in (m.localizer.head, m.classifier.head):
+        assert type(head).__name__ == "WILDCAT"
+        assert (head.modalities, head.kmax, head.kmin, head.alpha, head.dropout) == (5, 0.09, 0.09, 0.0, 0.75)
+    assert WILDCAT_DEFAULTS["modalities"] == 5
+    logs = m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
+    assert torch.isfinite(logs["loss"])
+    assert m.eval()(torch.randn(2, 3, 32, 32)).cams.shape == (2, 3, 4, 4)
+
+
+def test_batchnorm_statistics_come_from_the_inference_passes_only():
+    x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
+    model = _confident(_small(u=3, share_backbone=False))
+    ref = copy.deepcopy(model)
+    logs = model.train_step(x, y)
+    assert float(logs["steps"]) == 4
+    ref.localizer(x)  # one training-mode pass of M on x
+    for (name, a), b in zip(model.localizer.named_buffers(), ref.localizer.buffers(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    for name, buf in model.classifier.named_buffers():  # C: updated once (x ⊙ R+*), not by x ⊙ R-*
+        if name.endswith("num_batches_tracked"):
+            assert int(buf) == 1, name
+    for m in model.modules():  # flags restored
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.track_running_stats
