@@ -53,3 +53,19 @@ def test_model_selector_tracks_both_and_keeps_states():
         s2 = ModelSelector()
         s2.update(0, 1.0, 1.0)
         s2.state()
+
+
+def test_public_api_surface():
+    import wsolkit.metrics as m
+
+    assert sorted(m.__all__) == sorted([
+        "pxap", "binned_counts", "pxap_from_counts", "bin_index", "localization_histogram", "LocalizationHistogram",
+        "confusion_curves", "confusion_areas", "overlap_curves", "pxap_from_histogram", "threshold_index",
+        "localization_metrics", "box_accuracy", "LocalizationMeter", "BoxAccuracyMeter", "ClassificationMeter",
+        "BLOC_PER_CLASS", "bloc_subset", "ModelSelector",
+    ])
+    for name in m.__all__:
+        assert hasattr(m, name)
+    from wsolkit.metrics.pxap import binned_counts, pxap, pxap_from_counts  # path used by wsolkit.training
+
+    assert callable(binned_counts) and callable(pxap) and callable(pxap_from_counts)
