@@ -55,7 +55,8 @@ def _histogram_validate(
         raise WSOLTypeError(f"`masks` must be an integer or bool tensor, got dtype {masks.dtype}")
     check_same_batch(cams, "cams", masks, "masks")
     check_finite(cams, "cams")
-    check_mask_values(masks, "masks", ignore_index)
+    if not _fast_masks(masks, ignore_index, t):
+        check_mask_values(masks, "masks", ignore_index)
     if cams.ndim == 4 and cams.shape[1] > 1 and labels is None:
         raise WSOLTypeError(
             f"`labels` is required to select among C={cams.shape[1]} class maps of `cams` {tuple(cams.shape)}"
@@ -77,14 +78,33 @@ def bin_index(scores: torch.Tensor, num_thresholds: int) -> torch.Tensor:
         >>> bin_index(torch.tensor([0.0, 0.0015, 0.999, 1.0, 1.5, -0.2]), 1000).tolist()
         [0, 1, 999, 1000, 1000, 0]
     """
-    t = num_thresholds
-    s = scores.double()
-    idx = torch.floor(s * t)
+    return _bin_index(scores, num_thresholds).long()
+
+
+def _bin_index(scores: torch.Tensor, t: int) -> torch.Tensor:
+    """Bins as int32 (int64 for float64 scores)."""
     if scores.dtype == torch.float64:
+        s = scores
+        idx = torch.floor(s * t)
         # s * T may round; correct against the float64 thresholds i / T (exact comparison rule)
         idx -= (s < idx / t).double()
         idx += (s >= (idx + 1) / t).double()
-    return idx.clamp_(0, t).long()
+        return idx.clamp_(0, t).long()
+    # float32 (float16 / bfloat16 are widened exactly): the float64 product s * T is exact, and the conversion to an
+    # integer truncates, i.e. floors for s >= 0; negative scores and scores >= 1 are clamped to bins 0 and T. The
+    # clamp of s to [-1, 2] first keeps every bin and avoids integer overflow.
+    x = scores.float().clamp(-1.0, 2.0)
+    return x.double().mul_(t).to(torch.int32).clamp_(0, t)
+
+
+def _fast_masks(masks: torch.Tensor, ignore_index: int | None, t: int) -> bool:
+    """uint8 / bool masks on the CPU: values are checked from the counts of the single bincount."""
+    return (
+        t <= 16383
+        and masks.device.type == "cpu"
+        and masks.dtype in (torch.uint8, torch.bool)
+        and (ignore_index is None or 0 <= ignore_index <= 255)
+    )
 
 
 def _prepare_scores(
@@ -117,10 +137,14 @@ def _prepare_scores(
 
 def _normalize_with(cams: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     # identical arithmetic to wsolkit.cams.normalize: (s - min) / (max - min), constant map -> 0
-    rng = (hi - lo)[:, None, None]
-    safe = torch.where(rng > 0, rng, torch.ones_like(rng))
-    out = (cams - lo[:, None, None]) / safe
-    return torch.where(rng > 0, out, torch.zeros_like(out))
+    rng = hi - lo
+    flat = rng > 0
+    safe = torch.where(flat, rng, torch.ones_like(rng))
+    out = cams - lo[:, None, None]
+    out.div_(safe[:, None, None])
+    if not bool(flat.all()):
+        out[~flat] = 0
+    return out
 
 
 def _histogram_update(
@@ -132,7 +156,11 @@ def _histogram_update(
     normalize: bool = False,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Histogram of one batch (no input checks). Returns ``(fg, bg)`` int64 ``(T + 1,)`` on ``cams.device``."""
+    """Histogram of one batch. Returns ``(fg, bg)`` int64 ``(T + 1,)`` on ``cams.device``.
+
+    Only the values of uint8 / bool CPU masks are checked here (from the counts); call
+    :func:`_histogram_validate` for everything else.
+    """
     t = num_thresholds
     scores, lo, hi = _prepare_scores(cams, masks, labels, normalize)
     masks = masks.to(scores.device)
@@ -146,20 +174,27 @@ def _histogram_update(
             raise WSOLValueError("`backend`='triton' was requested but Triton is not available")
     if lo is not None:
         scores = _normalize_with(scores, lo, hi)
-    idx = bin_index(scores, t)
-    m = masks.long()
-    if ignore_index is not None and not 0 <= ignore_index <= 255:
+    idx = _bin_index(scores, t)
+    big = 3 * (t + 1) >= 2**31 or idx.dtype == torch.int64
+    itype = torch.int64 if big else torch.int32
+    if _fast_masks(masks, ignore_index, t):
+        # key = bin + (T + 1) * mask value over all 256 byte values: one bincount; counts of values other than
+        # 0, 1 and ignore_index reveal invalid masks without a separate pass
+        key = idx.to(itype).add_(masks.to(itype).mul_(t + 1)).flatten()
+        counts = torch.bincount(key, minlength=256 * (t + 1)).view(256, t + 1)
+        per_value = counts.sum(1)
+        allowed = {0, 1} | ({ignore_index} if ignore_index is not None else set())
+        bad = [v for v in torch.nonzero(per_value).flatten().tolist() if v not in allowed]
+        if bad:
+            allowed_s = "{0, 1" + (f", {ignore_index}" if ignore_index is not None else "") + "}"
+            raise WSOLValueError(f"`masks` must only contain values in {allowed_s}, found {bad[:5]}")
+        return counts[1].clone(), counts[0].clone()
+    m = masks
+    if ignore_index is not None:
         m = torch.where(m == ignore_index, torch.full_like(m, 2), m)
-        code_ignore = 2
-    else:
-        code_ignore = ignore_index
-    # one bincount over key = bin + (T + 1) * mask_code: background, foreground and ignored pixels in one pass
-    key = idx.add_(m * (t + 1)).flatten()
-    n_codes = 2 if code_ignore is None else max(2, code_ignore + 1)
-    counts = torch.bincount(key, minlength=n_codes * (t + 1))
-    bg = counts[: t + 1].clone()
-    fg = counts[t + 1 : 2 * (t + 1)].clone()
-    return fg, bg
+    key = idx.to(itype).add_(m.to(itype).mul_(t + 1)).flatten()
+    counts = torch.bincount(key, minlength=3 * (t + 1))
+    return counts[t + 1 : 2 * (t + 1)].clone(), counts[: t + 1].clone()
 
 
 def localization_histogram(
