@@ -147,6 +147,9 @@ def _normalize_with(cams: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> t
     return out
 
 
+_CHUNK_PIXELS = 1 << 18
+
+
 def _histogram_update(
     cams: torch.Tensor,
     masks: torch.Tensor,
@@ -159,42 +162,49 @@ def _histogram_update(
     """Histogram of one batch. Returns ``(fg, bg)`` int64 ``(T + 1,)`` on ``cams.device``.
 
     Only the values of uint8 / bool CPU masks are checked here (from the counts); call
-    :func:`_histogram_validate` for everything else.
+    :func:`_histogram_validate` for everything else. On the CPU the batch is processed in blocks of images of about
+    ``2**18`` pixels so that the intermediate maps stay in cache (each block is fully vectorised).
     """
     t = num_thresholds
-    scores, lo, hi = _prepare_scores(cams, masks, labels, normalize)
-    masks = masks.to(scores.device)
-    use_triton = backend == "triton" or (backend == "auto" and scores.is_cuda)
-    if use_triton and scores.dtype == torch.float32:
+    if cams.ndim == 4:
+        cams = cam_ops.select(cams, labels)
+    masks = masks.to(cams.device)
+    use_triton = backend == "triton" or (backend == "auto" and cams.is_cuda)
+    if use_triton and cams.dtype != torch.float64:
         from wsolkit.metrics import _triton
 
         if _triton.available():
+            scores, lo, hi = _prepare_scores(cams, masks, None, normalize)
             return _triton.histogram(scores, masks, t, ignore_index, lo, hi)
         if backend == "triton":
             raise WSOLValueError("`backend`='triton' was requested but Triton is not available")
-    if lo is not None:
-        scores = _normalize_with(scores, lo, hi)
-    idx = _bin_index(scores, t)
-    big = 3 * (t + 1) >= 2**31 or idx.dtype == torch.int64
-    itype = torch.int64 if big else torch.int32
-    if _fast_masks(masks, ignore_index, t):
-        # key = bin + (T + 1) * mask value over all 256 byte values: one bincount; counts of values other than
-        # 0, 1 and ignore_index reveal invalid masks without a separate pass
-        key = idx.to(itype).add_(masks.to(itype).mul_(t + 1)).flatten()
-        counts = torch.bincount(key, minlength=256 * (t + 1)).view(256, t + 1)
-        per_value = counts.sum(1)
+    fast = _fast_masks(masks, ignore_index, t)
+    n_codes = 256 if fast else 3
+    itype = torch.int64 if n_codes * (t + 1) >= 2**31 or cams.dtype == torch.float64 else torch.int32
+    counts = torch.zeros(n_codes * (t + 1), dtype=torch.int64, device=cams.device)
+    b = cams.shape[0]
+    hw = masks.shape[-1] * masks.shape[-2]
+    step = b if cams.is_cuda else max(1, _CHUNK_PIXELS // max(1, hw))
+    for start in range(0, b, step):
+        m = masks[start : start + step]
+        scores, lo, hi = _prepare_scores(cams[start : start + step], m, None, normalize)
+        if lo is not None:
+            scores = _normalize_with(scores, lo, hi)
+        idx = _bin_index(scores, t).to(itype)
+        if not fast and ignore_index is not None:
+            m = torch.where(m == ignore_index, torch.full_like(m, 2), m)
+        # key = bin + (T + 1) * mask code: background, foreground and ignored pixels in one bincount
+        key = idx.add_(m.to(itype).mul_(t + 1)).flatten()
+        counts += torch.bincount(key, minlength=n_codes * (t + 1))
+    counts = counts.view(n_codes, t + 1)
+    if fast:
+        # the counts of byte values other than 0, 1 and ignore_index reveal invalid masks without a separate pass
         allowed = {0, 1} | ({ignore_index} if ignore_index is not None else set())
-        bad = [v for v in torch.nonzero(per_value).flatten().tolist() if v not in allowed]
+        bad = [v for v in torch.nonzero(counts.sum(1)).flatten().tolist() if v not in allowed]
         if bad:
             allowed_s = "{0, 1" + (f", {ignore_index}" if ignore_index is not None else "") + "}"
             raise WSOLValueError(f"`masks` must only contain values in {allowed_s}, found {bad[:5]}")
-        return counts[1].clone(), counts[0].clone()
-    m = masks
-    if ignore_index is not None:
-        m = torch.where(m == ignore_index, torch.full_like(m, 2), m)
-    key = idx.to(itype).add_(m.to(itype).mul_(t + 1)).flatten()
-    counts = torch.bincount(key, minlength=3 * (t + 1))
-    return counts[t + 1 : 2 * (t + 1)].clone(), counts[: t + 1].clone()
+    return counts[1].clone(), counts[0].clone()
 
 
 def localization_histogram(
