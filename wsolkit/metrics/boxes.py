@@ -78,21 +78,36 @@ def box_iou_inclusive(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a + area_b - inter)
 
 
-def _contour_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes of the largest contour (1, 4) and of all contours (K, 4) of a uint8 0/255 mask."""
+def _contour_boxes(binary: np.ndarray) -> tuple[list[tuple[int, int, int, int]], int]:
+    """Boxes of all contours of a uint8 0/255 mask and the index of the largest one (first maximum of the area)."""
     h, w = binary.shape
     contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
     if len(contours) == 0:
-        zero = np.zeros((1, 4), dtype=np.int64)
-        return zero, zero
-    boxes = np.empty((len(contours), 4), dtype=np.int64)
-    areas = np.empty(len(contours), dtype=np.float64)
-    for k, c in enumerate(contours):
+        return [(0, 0, 0, 0)], 0
+    boxes = []
+    for c in contours:
         x, y, bw, bh = cv2.boundingRect(c)
-        boxes[k] = (x, y, min(x + bw, w - 1), min(y + bh, h - 1))
-        areas[k] = cv2.contourArea(c)
-    largest = int(np.argmax(areas))  # first maximum, as max(contours, key=contourArea)
-    return boxes[largest : largest + 1], boxes
+        boxes.append((x, y, min(x + bw, w - 1), min(y + bh, h - 1)))
+    largest = 0
+    if len(contours) > 1:  # as max(contours, key=cv2.contourArea): the first contour of maximal area
+        areas = [cv2.contourArea(c) for c in contours]
+        largest = areas.index(max(areas))
+    return boxes, largest
+
+
+def _best_iou(boxes: list[tuple[int, int, int, int]], gts: list[tuple[float, ...]]) -> float:
+    """Best inclusive-pixel IoU between estimated and ground-truth boxes (plain Python: few boxes)."""
+    best = 0.0
+    for x0, y0, x1, y1 in boxes:
+        area = (x1 - x0 + 1) * (y1 - y0 + 1)
+        for g0, h0, g1, h1 in gts:
+            iw = min(x1, g1) - max(x0, g0) + 1
+            ih = min(y1, h1) - max(y0, h0) + 1
+            inter = iw * ih if iw > 0 and ih > 0 else 0.0
+            iou = inter / (area + (g1 - g0 + 1) * (h1 - h0 + 1) - inter)
+            if iou > best:
+                best = iou
+    return best
 
 
 def scoremap_best_ious(scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -119,16 +134,18 @@ def scoremap_best_ious(scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: n
     # mask q > k only depends on j = #{distinct values <= k}
     j = np.searchsorted(values, k, side="right")
     uniq, inverse = np.unique(j, return_inverse=True)
+    gts = [tuple(float(v) for v in g) for g in np.asarray(gt_boxes).reshape(-1, 4)]
     v1 = np.empty(len(uniq))
     v2 = np.empty(len(uniq))
     for u, jj in enumerate(uniq):
-        if jj >= len(values):
-            binary = np.zeros(q.shape, dtype=np.uint8)
+        if jj >= len(values):  # empty mask: no contour, the protocol's box (0, 0, 0, 0)
+            boxes, largest = [(0, 0, 0, 0)], 0
         else:
-            binary = np.where(q > values[jj - 1] if jj > 0 else np.ones(q.shape, bool), 255, 0).astype(np.uint8)
-        largest, allb = _contour_boxes(binary)
-        v1[u] = box_iou_inclusive(largest, gt_boxes).max()
-        v2[u] = box_iou_inclusive(allb, gt_boxes).max()
+            cut = int(values[jj - 1]) if jj > 0 else -1
+            binary = cv2.threshold(q, cut, 255, cv2.THRESH_BINARY)[1]
+            boxes, largest = _contour_boxes(binary)
+        v1[u] = _best_iou(boxes[largest : largest + 1], gts)
+        v2[u] = _best_iou(boxes, gts) if len(boxes) > 1 else v1[u]
     return v1[inverse], v2[inverse]
 
 
