@@ -132,3 +132,14 @@ def test_bad_boxes():
         box_accuracy(cams, [torch.tensor([[0, 0, 1, 1]])], 10)
     with pytest.raises(ShapeError, match=r"\(M, 4\)"):
         box_accuracy(cams, [torch.zeros(1, 3), torch.zeros(1, 4)], 10)
+
+
+def test_maps_without_zero_and_multiple_gt_boxes():
+    maps = np.full((2, 12, 12), 0.5, np.float32)
+    maps[1, 3:6, 3:9] = 0.9
+    gts = [np.array([[0, 0, 11, 11]]), np.array([[3, 3, 8, 5], [0, 0, 2, 2]])]
+    got = box_accuracy(torch.from_numpy(maps), gts, 10)
+    want = loop_reference(maps, gts, 10)
+    assert got["maxboxacc"] == pytest.approx(want["maxboxacc"]) and got["maxboxacc_v2"] == pytest.approx(
+        want["maxboxacc_v2"])
+    np.testing.assert_allclose(got["curves"]["boxacc"].numpy(), want["curve"])
