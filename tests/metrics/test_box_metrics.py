@@ -143,3 +143,18 @@ def test_maps_without_zero_and_multiple_gt_boxes():
     assert got["maxboxacc"] == pytest.approx(want["maxboxacc"]) and got["maxboxacc_v2"] == pytest.approx(
         want["maxboxacc_v2"])
     np.testing.assert_allclose(got["curves"]["boxacc"].numpy(), want["curve"])
+
+
+def test_noisy_maps_with_many_contours():
+    g = torch.Generator().manual_seed(0)
+    small = torch.rand(4, 1, 8, 8, generator=g)
+    maps = torch.nn.functional.interpolate(small, size=(33, 29), mode="bilinear", align_corners=False)[:, 0]
+    maps = maps + 0.2 * torch.rand(maps.shape, generator=g)
+    lo, hi = maps.amin((1, 2), keepdim=True), maps.amax((1, 2), keepdim=True)
+    maps = (maps - lo) / (hi - lo)
+    gts = [np.array([[2, 3, 20, 25]]), np.array([[0, 0, 5, 5], [10, 10, 28, 32]]), np.array([[4, 4, 4, 4]]),
+           np.array([[0, 0, 28, 32]])]
+    got = box_accuracy(maps, gts, 60)
+    want = loop_reference(maps.numpy(), gts, 60)
+    np.testing.assert_allclose(got["curves"]["boxacc"].numpy(), want["curve"])
+    assert got["maxboxacc_v2"] == pytest.approx(want["maxboxacc_v2"])

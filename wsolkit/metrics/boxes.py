@@ -20,7 +20,8 @@ reported at the threshold maximising MaxBoxAcc.
 
 Speed: the binary mask ``q > k`` only depends on how many distinct values of ``q`` are ``<= k``, so an image has at
 most (number of distinct uint8 values + 1) ≤ 257 distinct masks whatever ``T``; contours are computed once per
-distinct mask and the IoUs are broadcast back to the thresholds.
+distinct mask and the IoUs are broadcast back to the thresholds. The masks are nested, so each contour search is
+restricted to the bounding box of the previous (lower-threshold) mask plus a zero margin — same contours, less work.
 """
 
 from __future__ import annotations
@@ -78,10 +79,15 @@ def box_iou_inclusive(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a + area_b - inter)
 
 
-def _contour_boxes(binary: np.ndarray) -> tuple[list[tuple[int, int, int, int]], int]:
-    """Boxes of all contours of a uint8 0/255 mask and the index of the largest one (first maximum of the area)."""
-    h, w = binary.shape
-    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+def _contour_boxes(
+    binary: np.ndarray, offset: tuple[int, int], h: int, w: int
+) -> tuple[list[tuple[int, int, int, int]], int]:
+    """Boxes (full-image coordinates) of all contours of a uint8 0/255 mask crop and the index of the largest.
+
+    ``binary`` is a crop of the full mask at ``offset = (x0, y0)`` that contains every foreground pixel and a
+    zero margin (or the image border), so the contours are those of the full mask, in the same order.
+    """
+    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=offset)[-2]
     if len(contours) == 0:
         return [(0, 0, 0, 0)], 0
     boxes = []
@@ -137,13 +143,23 @@ def scoremap_best_ious(scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: n
     gts = [tuple(float(v) for v in g) for g in np.asarray(gt_boxes).reshape(-1, 4)]
     v1 = np.empty(len(uniq))
     v2 = np.empty(len(uniq))
-    for u, jj in enumerate(uniq):
-        if jj >= len(values):  # empty mask: no contour, the protocol's box (0, 0, 0, 0)
+    h, w = q.shape
+    # masks are nested (increasing threshold -> shrinking mask): contours of the next mask are searched in the
+    # bounding box of the current one plus a one-pixel zero margin, which gives the same contours much faster
+    cx0, cy0, cx1, cy1 = 0, 0, w, h
+    for u, jj in enumerate(uniq):  # increasing j = increasing threshold
+        if jj >= len(values) or cx1 <= cx0:  # empty mask: no contour, the protocol's box (0, 0, 0, 0)
             boxes, largest = [(0, 0, 0, 0)], 0
         else:
             cut = int(values[jj - 1]) if jj > 0 else -1
-            binary = cv2.threshold(q, cut, 255, cv2.THRESH_BINARY)[1]
-            boxes, largest = _contour_boxes(binary)
+            binary = cv2.threshold(q[cy0:cy1, cx0:cx1], cut, 255, cv2.THRESH_BINARY)[1]
+            boxes, largest = _contour_boxes(binary, (cx0, cy0), h, w)
+            bx, by, bw, bh = cv2.boundingRect(binary)
+            if bw == 0:
+                cx1 = cx0  # nothing left above this threshold
+            else:
+                cx0, cy0, cx1, cy1 = (max(0, cx0 + bx - 1), max(0, cy0 + by - 1),
+                                      min(w, cx0 + bx + bw + 1), min(h, cy0 + by + bh + 1))
         v1[u] = _best_iou(boxes[largest : largest + 1], gts)
         v2[u] = _best_iou(boxes, gts) if len(boxes) > 1 else v1[u]
     return v1[inverse], v2[inverse]
