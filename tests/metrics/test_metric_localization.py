@@ -22,7 +22,7 @@ def _blurred(masks: torch.Tensor, noise: float, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["glas", "camelyon"])
 def test_meter_agrees_with_training_evaluate_on_synthetic(kind):
-    x, y, masks = SyntheticHistology(kind, "test", n=24, size=64, seed=1).tensors()
+    x, y, masks = SyntheticHistology(kind, "test", n=16, size=64, seed=1).tensors()
     keep = (masks == 1).flatten(1).any(1)
     raw = _blurred(masks, 0.5)[:, ::4, ::4].contiguous()  # low-resolution "CAMs"
     meter = LocalizationMeter(normalize=True)
