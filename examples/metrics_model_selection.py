@@ -52,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    size, n_train, n_val, n_test, rounds, epochs = (64, 96, 24, 32, 2, 1) if args.quick else (96, 400, 40, 200, 4, 3)
+    size, n_train, n_val, n_test, rounds, epochs = (64, 64, 24, 32, 2, 1) if args.quick else (96, 400, 40, 200, 4, 3)
     x, y, _ = SyntheticHistology(args.kind, "train", n=n_train, size=size, seed=0).tensors()
     xv, yv, mv = SyntheticHistology(args.kind, "valid", n=n_val, size=size, seed=0).tensors()
     xt, yt, mt = SyntheticHistology(args.kind, "test", n=n_test, size=size, seed=0).tensors()
