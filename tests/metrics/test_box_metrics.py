@@ -130,6 +130,8 @@ def test_bad_boxes():
         box_accuracy(cams, [torch.tensor([[5, 0, 2, 3]]), torch.tensor([[0, 0, 1, 1]])], 10)
     with pytest.raises(ShapeError, match="one entry per image"):
         box_accuracy(cams, [torch.tensor([[0, 0, 1, 1]])], 10)
+    with pytest.raises(WSOLValueError, match="normalised"):
+        box_accuracy(cams * 2, [torch.tensor([[0, 0, 1, 1]])] * 2, 10)
     with pytest.raises(ShapeError, match=r"\(M, 4\)"):
         box_accuracy(cams, [torch.zeros(1, 3), torch.zeros(1, 4)], 10)
 

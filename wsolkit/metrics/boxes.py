@@ -215,6 +215,11 @@ def _box_update(
     scores, lo, hi = _prepare_scores(cams.detach().cpu(), ref, labels, normalize)
     if lo is not None:
         scores = _normalize_with(scores, lo, hi)
+    elif validate_args and scores.numel() and (float(scores.min()) < 0 or float(scores.max()) > 1):
+        raise WSOLValueError(
+            f"`cams` must be normalised to [0, 1] for box metrics (or pass normalize=True), got values in "
+            f"[{float(scores.min()):.4g}, {float(scores.max()):.4g}]"
+        )
     thresholds = box_thresholds(num_thresholds)
     n_lv = len(iou_levels)
     levels = np.asarray([lv / 100 for lv in iou_levels], dtype=np.float64)
