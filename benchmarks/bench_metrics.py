@@ -3,7 +3,8 @@
 Pixel metrics, from raw low-resolution CAMs (select → bilinear upsample → per-image min-max → PxAP + confusion):
 
 - wsolkit: :func:`wsolkit.metrics.localization_histogram` (fused, vectorised, one bincount) + metrics;
-- numpy histogram: the protocol's method (per image: cv2.resize, min-max, ``np.histogram`` of the fg and bg scores);
+- numpy histogram: the protocol's method (per image: cv2.resize, min-max, ``np.histogram`` of the fg and bg scores;
+  bilinear resize like wsolkit — the protocol's own code resizes with bicubic, which is slower);
 - torchmetrics ``BinaryAveragePrecision(thresholds=1001)`` (binned AP; on a reduced subset, it is slow);
 - sklearn ``average_precision_score`` (exact AP; reduced subset);
 - memory-copy floor: one copy of the full-resolution float32 maps and the uint8 masks.
