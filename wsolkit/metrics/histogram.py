@@ -81,8 +81,8 @@ def bin_index(scores: torch.Tensor, num_thresholds: int) -> torch.Tensor:
     return _bin_index(scores, num_thresholds).long()
 
 
-def _bin_index(scores: torch.Tensor, t: int) -> torch.Tensor:
-    """Bins as int32 (int64 for float64 scores)."""
+def _bin_index(scores: torch.Tensor, t: int, unit: bool = False) -> torch.Tensor:
+    """Bins as int32 (int64 for float64 scores); ``unit=True`` promises float32 scores already in ``[0, 1]``."""
     if scores.dtype == torch.float64:
         s = scores
         idx = torch.floor(s * t)
@@ -93,6 +93,8 @@ def _bin_index(scores: torch.Tensor, t: int) -> torch.Tensor:
     # float32 (float16 / bfloat16 are widened exactly): the float64 product s * T is exact, and the conversion to an
     # integer truncates, i.e. floors for s >= 0; negative scores and scores >= 1 are clamped to bins 0 and T. The
     # clamp of s to [-1, 2] first keeps every bin and avoids integer overflow.
+    if unit:  # min-max normalised maps: 0 <= s <= 1, so 0 <= s * T <= T
+        return scores.double().mul_(t).to(torch.int32)
     x = scores.float().clamp(-1.0, 2.0)
     return x.double().mul_(t).to(torch.int32).clamp_(0, t)
 
@@ -190,10 +192,11 @@ def _histogram_update(
         scores, lo, hi = _prepare_scores(cams[start : start + step], m, None, normalize)
         if lo is not None:
             scores = _normalize_with(scores, lo, hi)
-        idx = _bin_index(scores, t).to(itype)
+        idx = _bin_index(scores, t, unit=lo is not None and scores.dtype == torch.float32).to(itype)
         if not fast and ignore_index is not None:
             m = torch.where(m == ignore_index, torch.full_like(m, 2), m)
-        # key = bin + (T + 1) * mask code: background, foreground and ignored pixels in one bincount
+        # key = bin + (T + 1) * mask code: background, foreground and ignored pixels in one bincount (the valid
+        # keys stay in the first 2 (T + 1) counters, which keeps the scatter in cache)
         key = idx.add_(m.to(itype).mul_(t + 1)).flatten()
         counts += torch.bincount(key, minlength=n_codes * (t + 1))
     counts = counts.view(n_codes, t + 1)
