@@ -185,7 +185,9 @@ def evaluate_folders(
     if with_preds:
         n_cls = max(max(labels[s][0], labels[s][1]) for s in stems) + 1  # type: ignore[index, type-var]
         cls = ClassificationMeter(n_cls)
-    for i, stem in enumerate(stems):
+    from tqdm.auto import tqdm
+
+    for stem in tqdm(stems, desc="evaluate", unit="image", disable=not progress, file=sys.stderr):
         cam = load_cam(cams[stem])
         mask = load_mask(masks[stem], mask_fg_value, ignore_index)
         if not torch.isfinite(cam).all():
@@ -205,10 +207,6 @@ def evaluate_folders(
             box.update(c, [torch.tensor(boxes[stem])], labels=lab, preds=pred, image_size=tuple(mask.shape))
         if cls is not None:
             cls.update(torch.tensor([labels[stem][1]]), lab)  # type: ignore[index]
-        if progress:
-            print(f"\revaluating {i + 1}/{len(stems)}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
     return {
         "localization": loc.compute(threshold=threshold),
         "boxes": box.compute() if box is not None else None,
