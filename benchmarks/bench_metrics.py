@@ -66,7 +66,7 @@ def box_loop(maps: np.ndarray, gts: list, t: int):
             boxes = [cv2.boundingRect(c) for c in cs] or [(0, 0, 0, 0)]
             big = cv2.boundingRect(max(cs, key=cv2.contourArea)) if cs else (0, 0, 0, 0)
 
-            def iou(bx, g):
+            def iou(bx, g, w=w, h=h):
                 x0, y0, x1, y1 = bx[0], bx[1], min(bx[0] + bx[2], w - 1), min(bx[1] + bx[3], h - 1)
                 ix = max(0, min(x1, g[2]) - max(x0, g[0]) + 1)
                 iy = max(0, min(y1, g[3]) - max(y0, g[1]) + 1)
