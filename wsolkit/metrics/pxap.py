@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
-from wsolkit._checks import (
-    WSOLValueError,
-    check_finite,
-    check_floating,
-    check_int,
-    check_mask_values,
-    check_ndim,
-    check_same_batch,
-    check_same_spatial,
-)
+from wsolkit._checks import check_ndim, check_same_spatial
+from wsolkit.metrics.histogram import _histogram_update, _histogram_validate
+from wsolkit.metrics.pixel import _counts_validate, _pxap_compute
 
 __all__ = ["binned_counts", "pxap_from_counts", "pxap"]
 
@@ -48,20 +39,10 @@ def binned_counts(
         ([0, 0, 0, 0, 1], [1, 0, 0, 0, 0])
     """
     check_ndim(cams, "cams", 3, "(B, H, W)")
-    check_floating(cams, "cams")
     check_ndim(masks, "masks", 3, "(B, H, W)")
-    check_same_batch(cams, "cams", masks, "masks")
     check_same_spatial(cams, "cams", masks, "masks")
-    check_finite(cams, "cams")
-    check_mask_values(masks, "masks", ignore_index)
-    t = check_int(num_thresholds, "num_thresholds", low=1)
-    # bin index floor(s * T) computed in float64 so that s = i / T lands in bin i exactly as the comparison
-    # τ_i <= s does in float64 (the protocol's numpy histogram).
-    idx = torch.floor(cams.double() * t).clamp_(0, t).long()
-    m = masks.to(cams.device)
-    fg = torch.bincount(idx[m == 1], minlength=t + 1)
-    bg = torch.bincount(idx[m == 0], minlength=t + 1)
-    return fg, bg
+    t = _histogram_validate(cams, masks, num_thresholds, ignore_index)
+    return _histogram_update(cams, masks, t, ignore_index)
 
 
 def pxap_from_counts(fg_counts: torch.Tensor, bg_counts: torch.Tensor) -> float:
@@ -76,20 +57,8 @@ def pxap_from_counts(fg_counts: torch.Tensor, bg_counts: torch.Tensor) -> float:
         >>> pxap_from_counts(torch.tensor([0, 0, 2]), torch.tensor([2, 0, 0]))
         100.0
     """
-    fg = fg_counts.double().flip(0)
-    bg = bg_counts.double().flip(0)
-    tp = fg.cumsum(0)
-    fp = bg.cumsum(0)
-    n_pos = tp[-1]
-    if n_pos <= 0:
-        warnings.warn("PxAP is undefined when there is no foreground pixel; returning NaN", RuntimeWarning,
-                      stacklevel=2)
-        return float("nan")
-    recall = torch.cat([tp.new_zeros(1), tp / n_pos])
-    denom = tp + fp
-    precision = torch.where(denom > 0, tp / denom.clamp_min(1), torch.zeros_like(tp))
-    ap = (precision * recall.diff())[denom > 0].sum()
-    return float(100.0 * ap)
+    _counts_validate(fg_counts, bg_counts)
+    return _pxap_compute(fg_counts, bg_counts)
 
 
 def pxap(cams: torch.Tensor, masks: torch.Tensor, num_thresholds: int = 1000, ignore_index: int = 255) -> float:
@@ -118,7 +87,5 @@ def pxap(cams: torch.Tensor, masks: torch.Tensor, num_thresholds: int = 1000, ig
         >>> round(pxap(torch.zeros(1, 2, 2), masks), 6)  # constant map: the all-ones baseline = fg fraction
         50.0
     """
-    if num_thresholds < 1:
-        raise WSOLValueError(f"`num_thresholds` must be >= 1, got {num_thresholds}")
     fg, bg = binned_counts(cams, masks, num_thresholds, ignore_index)
     return pxap_from_counts(fg, bg)
