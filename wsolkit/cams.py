@@ -120,7 +120,9 @@ def normalize(cams: torch.Tensor) -> torch.Tensor:
     """Per-map min-max normalisation to ``[0, 1]``; a constant map becomes zeros.
 
     Each image (and each class map, for 4-D input) is normalised over its spatial dimensions:
-    ``(s - min) / (max - min)``. NaN or Inf values raise :class:`~wsolkit._checks.WSOLValueError`.
+    ``(s - min) / (max - min)``. A map whose range is below 4 ulps of its magnitude (constant up to rounding,
+    e.g. a constant map after upsampling) becomes zeros. NaN or Inf values raise
+    :class:`~wsolkit._checks.WSOLValueError`.
 
     Args:
         cams: maps, with or without a class dimension.
@@ -144,8 +146,12 @@ def normalize(cams: torch.Tensor) -> torch.Tensor:
     lo = flat.amin(-1, keepdim=True)
     hi = flat.amax(-1, keepdim=True)
     rng = hi - lo
-    safe = torch.where(rng > 0, rng, torch.ones_like(rng))
-    out = torch.where(rng > 0, (flat - lo) / safe, torch.zeros_like(flat))
+    # a map whose range is within a few ulps of its magnitude is constant up to rounding (e.g. a constant map
+    # after bilinear upsampling): it becomes zeros instead of amplified rounding noise
+    tol = 4 * torch.finfo(cams.dtype).eps * torch.maximum(lo.abs(), hi.abs())
+    flat_map = rng <= tol
+    safe = torch.where(flat_map, torch.ones_like(rng), rng)
+    out = torch.where(flat_map, torch.zeros_like(flat), (flat - lo) / safe)
     return out.view_as(cams)
 
 

@@ -1,4 +1,4 @@
-"""Command line interface: ``wsolkit demo | bench``."""
+"""Command line interface: ``wsolkit demo | evaluate | bench``."""
 
 from __future__ import annotations
 
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=16)
     demo.add_argument("--lr", type=float, default=3e-3)
     demo.set_defaults(func=_demo)
+    from wsolkit.metrics.evaluate_cli import register as _register_evaluate
+
+    _register_evaluate(sub)
     bench = sub.add_parser("bench", help="run the benchmarks (benchmarks/bench_*.py) and print their tables")
     bench.add_argument("only", nargs="*", help="run only the benchmarks whose name contains one of these")
     bench.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from wsolkit._checks import ShapeError, check_ndim
+from wsolkit.viz_curves import plot_threshold_curves
 
-__all__ = ["overlay"]
+__all__ = ["overlay", "plot_threshold_curves"]
 
 
 def _to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:

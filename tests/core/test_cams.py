@@ -131,3 +131,11 @@ def test_gradients_flow_through_ops():
 def test_bad_inputs_raise_typed_errors(call, err, pattern):
     with pytest.raises(err, match=pattern):
         call()
+
+
+def test_constant_map_stays_zero_after_upsampling():
+    x = torch.full((2, 1, 7, 7), 0.3)
+    out = cams.postprocess(x, None, (224, 224))
+    assert torch.equal(out, torch.zeros(2, 224, 224))
+    tiny = torch.tensor([[[0.0, 1e-30], [0.0, 0.0]]], dtype=torch.float64)  # a real (tiny) range is kept
+    assert float(cams.normalize(tiny).max()) == 1.0

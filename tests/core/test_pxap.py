@@ -92,12 +92,12 @@ def test_no_positive_pixel_returns_nan_with_warning():
 @pytest.mark.parametrize(
     "cams_, masks_, err, pattern",
     [
-        (torch.zeros(2, 4, 4), torch.zeros(3, 4, 4), ShapeError, "same batch size"),
-        (torch.zeros(2, 4, 4), torch.zeros(2, 5, 4), ShapeError, "same spatial size"),
-        (torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4), ShapeError, r"`cams` must have shape \(B, H, W\)"),
-        (torch.full((1, 2, 2), float("nan")), torch.zeros(1, 2, 2), WSOLValueError, "NaN"),
+        (torch.zeros(2, 4, 4), torch.zeros(3, 4, 4, dtype=torch.uint8), ShapeError, "same batch size"),
+        (torch.zeros(2, 4, 4), torch.zeros(2, 5, 4, dtype=torch.uint8), ShapeError, "same spatial size"),
+        (torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, dtype=torch.uint8), ShapeError, r"`cams` must have shape \(B, H, W\)"),
+        (torch.full((1, 2, 2), float("nan")), torch.zeros(1, 2, 2, dtype=torch.uint8), WSOLValueError, "NaN"),
         (torch.zeros(1, 2, 2), torch.full((1, 2, 2), 3), WSOLValueError, r"`masks` must only contain.*\[3\]"),
-        (torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2), WSOLTypeError, "floating"),
+        (torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.uint8), WSOLTypeError, "floating"),
     ],
 )
 def test_bad_inputs(cams_, masks_, err, pattern):
