@@ -94,7 +94,7 @@ def test_no_positive_pixel_returns_nan_with_warning():
     [
         (torch.zeros(2, 4, 4), torch.zeros(3, 4, 4, dtype=torch.uint8), ShapeError, "same batch size"),
         (torch.zeros(2, 4, 4), torch.zeros(2, 5, 4, dtype=torch.uint8), ShapeError, "same spatial size"),
-        (torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, dtype=torch.uint8), ShapeError, r"`cams` must have shape \(B, H, W\)"),
+        (torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, dtype=torch.uint8), ShapeError, r"`cams` must have shape"),
         (torch.full((1, 2, 2), float("nan")), torch.zeros(1, 2, 2, dtype=torch.uint8), WSOLValueError, "NaN"),
         (torch.zeros(1, 2, 2), torch.full((1, 2, 2), 3), WSOLValueError, r"`masks` must only contain.*\[3\]"),
         (torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.uint8), WSOLTypeError, "floating"),
