@@ -122,9 +122,11 @@ def insert_adl(
 
     Each module at ``position`` is replaced by ``nn.Sequential(module, ADL(...))``, so the ADL sees that module's
     output. Positions are module names as in ``named_modules()``; a name that is unique as a suffix is accepted,
-    e.g. ``"layer3"`` or ``"layer4.0"`` (ResNet blocks of timm / torchvision, also inside a
-    :class:`~wsolkit.backbones.Backbone`), ``"features_13"`` (timm VGG ``features_only``), ``"features.13"``
-    (torchvision VGG) or ``"features.9"`` (:class:`~wsolkit.backbones.SmallCNN`). Choe & Shim insert ADL after
+    e.g. ``"layer3"`` or ``"layer4.0"`` (ResNet blocks of timm models and of torchvision models, also inside a
+    timm :class:`~wsolkit.backbones.Backbone`), ``"features_13"`` (timm VGG ``features_only``), ``"features.13"``
+    (torchvision VGG) or ``"features.9"`` (:class:`~wsolkit.backbones.SmallCNN`). The trunk that
+    ``create_backbone("tv:resnet50")`` builds is an ``nn.Sequential``: there ``layer3`` / ``layer4`` are ``"6"`` /
+    ``"7"``. Choe & Shim insert ADL after
     the last blocks of a ResNet (``layer3``, ``layer4``) and after the conv blocks of VGG.
 
     Args:
@@ -166,5 +168,7 @@ def insert_adl(
     for name in sorted(resolved, key=lambda n: n.count("."), reverse=True):
         *path, leaf = name.split(".")
         parent = backbone.get_submodule(".".join(path)) if path else backbone
-        setattr(parent, leaf, nn.Sequential(backbone.get_submodule(name), ADL(drop_rate, gamma, generator)))
+        child = backbone.get_submodule(name)
+        wrapped = nn.Sequential(child, ADL(drop_rate, gamma, generator)).train(child.training)
+        setattr(parent, leaf, wrapped)
     return resolved

@@ -42,6 +42,12 @@ class CutMixBatch(NamedTuple):
     box: tuple[int, int, int, int]
 
 
+def _sample_lam(beta: float, generator: torch.Generator | None) -> float:
+    """``λ ~ Beta(β, β)``; torch has no seeded Beta sampler, so a numpy seed is drawn from ``generator``."""
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    return float(np.random.default_rng(seed).beta(beta, beta))
+
+
 def cutmix_box(size: tuple[int, int], lam: float, cy: int, cx: int) -> tuple[int, int, int, int]:
     """The CutMix box of area ratio ``1 - lam`` centred at ``(cy, cx)``, clipped to the image.
 
@@ -124,9 +130,7 @@ def cutmix(
         return CutMixBatch(images, labels, labels, 1.0, empty)
     if float(torch.rand((), generator=generator)) >= prob:
         return CutMixBatch(images, labels, labels, 1.0, empty)
-    # torch has no seeded Beta sampler: draw a numpy seed from the torch generator (still fully reproducible)
-    seed = int(torch.randint(0, 2**62, (), generator=generator))
-    lam = float(np.random.default_rng(seed).beta(beta, beta))
+    lam = _sample_lam(beta, generator)
     cy = int(torch.randint(0, h, (), generator=generator))
     cx = int(torch.randint(0, w, (), generator=generator))
     perm = torch.randperm(images.shape[0], generator=generator).to(images.device)

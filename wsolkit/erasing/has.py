@@ -14,7 +14,7 @@ __all__ = ["hide_and_seek", "has_mask", "HideAndSeek"]
 
 
 def _fill_tensor(fill: float | Sequence[float] | torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    if isinstance(fill, bool):
+    if isinstance(fill, (bool, str)):
         raise WSOLTypeError(f"`fill` must be a number, a per-channel sequence or a tensor, got {fill!r}")
     if isinstance(fill, (int, float)):
         return images.new_full((1, 1, 1, 1), float(fill))
