@@ -87,9 +87,9 @@ def test_insert_adl_smallcnn_eval_unchanged_train_changed():
     [
         ("resnet18", ["layer3", "layer4.1"]),
         ("tv:resnet18", ["7"]),  # the torchvision trunk is a Sequential: layer4 is its item 7
-        ("vgg11", ["features_13", "features_18"]),
+        pytest.param("vgg11", ["features_13", "features_18"], marks=pytest.mark.slow),  # ~130M params to build
         ("torchvision.resnet18", ["layer3", "layer4"]),
-        ("torchvision.vgg11", ["features.13"]),
+        pytest.param("torchvision.vgg11", ["features.13"], marks=pytest.mark.slow),
     ],
 )
 def test_insert_adl_timm_torchvision(name, positions):
