@@ -75,3 +75,16 @@ def test_cnn_method_localizes(method):
     print(method, res)
     assert res["accuracy"] >= 85.0
     assert res["pxap"] >= 1.2 * res["pxap_baseline"]
+
+
+@pytest.mark.slow
+def test_tscam_localizes():
+    # a ViT trained from scratch needs more data and epochs than the CNNs (the survey fine-tunes pretrained DeiT)
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=SIZE, patch_size=8, embed_dim=64, depth=4, num_heads=4, num_classes=0)
+    res = _run(TSCAM(vit, 2), {}, epochs=15, n_train=400, lr=1e-3)
+    print("tscam", res)
+    assert res["accuracy"] >= 85.0
+    assert res["pxap"] >= 1.2 * res["pxap_baseline"]
