@@ -93,3 +93,12 @@ def test_bad_inputs():
         TSCAM(_vit(), 0)
     with pytest.raises(WSOLValueError, match="x"):
         TSCAM(_vit(), 2)(torch.randn(3, 32, 32))
+
+
+def test_create_tscam_rejects_non_vit():
+    from wsolkit.erasing import create_tscam
+
+    with pytest.raises(WSOLTypeError, match="VisionTransformer"):
+        create_tscam("resnet18", 2)
+    with pytest.raises(WSOLValueError, match="timm model"):
+        create_tscam("not_a_model_xyz", 2)

@@ -42,6 +42,13 @@ def class_token_attention(attn: nn.Module, qkv_out: torch.Tensor) -> torch.Tenso
     Shape:
         - qkv_out: :math:`(B, N, 3 \\cdot heads \\cdot d)`
         - output: :math:`(B, heads, N)`
+
+    Example:
+        >>> from timm.models.vision_transformer import Attention
+        >>> attn = Attention(8, num_heads=2)
+        >>> w = class_token_attention(attn, attn.qkv(torch.randn(1, 5, 8)))
+        >>> w.shape, bool(torch.allclose(w.sum(-1), torch.ones(1, 2)))
+        (torch.Size([1, 2, 5]), True)
     """
     b, n, _ = qkv_out.shape
     qkv = qkv_out.reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
