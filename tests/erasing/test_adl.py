@@ -86,7 +86,8 @@ def test_insert_adl_smallcnn_eval_unchanged_train_changed():
     "name,positions",
     [
         ("resnet18", ["layer3", "layer4.1"]),
-        ("tv:resnet18", ["7"]),  # the torchvision trunk is a Sequential: layer4 is its item 7
+        # the torchvision trunk of create_backbone is a Sequential: layer4 is its item 7
+        pytest.param("tv:resnet18", ["7"], marks=pytest.mark.slow),
         pytest.param("vgg11", ["features_13", "features_18"], marks=pytest.mark.slow),  # ~130M params to build
         ("torchvision.resnet18", ["layer3", "layer4"]),
         pytest.param("torchvision.vgg11", ["features.13"], marks=pytest.mark.slow),

@@ -145,7 +145,7 @@ def create_tscam(name: str, num_classes: int, pretrained: bool = False, **kwargs
         **kwargs: passed to ``timm.create_model`` (e.g. ``img_size``).
 
     Example:
-        >>> model = create_tscam("deit_tiny_patch16_224", num_classes=2, img_size=64)
+        >>> model = create_tscam("deit_tiny_patch16_224", num_classes=2, img_size=64, depth=2)
         >>> model(torch.zeros(1, 3, 64, 64)).cams.shape
         torch.Size([1, 2, 4, 4])
     """
