@@ -34,7 +34,9 @@ def test_contract(name, shape):
     assert out.cams.shape == (shape[0], 3, *shape[2:])
     assert isinstance(out.aux, dict)
     assert torch.isfinite(out.logits).all() and torch.isfinite(out.cams).all()
-    out.logits.sum().backward()
+    # heads with auxiliary branches (ACoL, SPG) train those through tensors in `aux`
+    extra = [v.sum() for v in out.aux.values() if isinstance(v, torch.Tensor) and v.requires_grad]
+    (out.logits.sum() + sum(extra)).backward()
     assert f.grad is not None and torch.isfinite(f.grad).all()
     assert all(p.grad is not None for p in head.parameters() if p.requires_grad)
     assert "in_channels=6" in repr(head)
