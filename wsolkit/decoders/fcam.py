@@ -244,9 +244,9 @@ def create_fcam(
         >>> from wsolkit.backbones import create_backbone
         >>> from wsolkit.heads import GAP
         >>> from wsolkit.models import WSOLModel
-        >>> bb = create_backbone("resnet18")
+        >>> bb = create_backbone("smallcnn", output_stride=8, width=4)
         >>> create_fcam(WSOLModel(bb, GAP(bb.out_channels, 2))).decoder.decoder_channels
-        (256, 128, 64, 32, 16)
+        (64, 32, 16)
     """
     channels, reductions = encoder_channels(classifier, encoder)
     if decoder_channels is None:
