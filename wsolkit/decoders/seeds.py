@@ -124,7 +124,7 @@ def erode(mask: torch.Tensor, ksize: int) -> torch.Tensor:
 
 
 def dilate(mask: torch.Tensor, ksize: int) -> torch.Tensor:
-    """Binary dilation with a ``ksize``×``ksize`` square anchored at its centre (as ``cv2.dilate``).
+    """Binary dilation with a ``ksize``×``ksize`` square, anchor ``ksize // 2`` (as ``cv2.dilate``).
 
     Shape:
         - mask: :math:`(B, H, W)` bool; output: same
@@ -138,7 +138,7 @@ def dilate(mask: torch.Tensor, ksize: int) -> torch.Tensor:
     check_int(ksize, "ksize", low=1)
     if ksize == 1:
         return mask.clone()
-    lo = (ksize - 1) // 2
+    lo = ksize // 2  # OpenCV's default anchor
     hi = ksize - 1 - lo
     x = F.pad(mask[:, None].float(), (lo, hi, lo, hi), value=0.0)
     return F.max_pool2d(x, ksize, stride=1)[:, 0] > 0.5
