@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     size, n_train, n_test = (64, 160, 64) if args.quick else (96, 400, 100)
-    cls_epochs, dec_epochs = (6, 4) if args.quick else (8, 6)
+    cls_epochs, dec_epochs = (6, 3) if args.quick else (8, 6)
 
     x, y, _ = SyntheticHistology("camelyon", "train", n=n_train, size=size, seed=0).tensors()
     xt, yt, mt = SyntheticHistology("camelyon", "test", n=n_test, size=size, seed=1).tensors()
