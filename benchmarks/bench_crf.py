@@ -18,8 +18,8 @@ from wsolkit.data import SyntheticHistology
 from wsolkit.decoders import dense_crf_loss
 
 
-def run(method: str, probs_logits: torch.Tensor, images: torch.Tensor, step: float) -> tuple[float, torch.Tensor, float]:
-    z = probs_logits.clone().requires_grad_(True)
+def run(method: str, logits: torch.Tensor, images: torch.Tensor, step: float) -> tuple[float, torch.Tensor, float]:
+    z = logits.clone().requires_grad_(True)
     t = time.perf_counter()
     loss = dense_crf_loss(torch.softmax(z, 1), images, weight=1.0, sigma_rgb=15.0, sigma_xy=100.0,
                           scale_factor=0.5, method=method, step=step)
