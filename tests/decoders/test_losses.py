@@ -1,0 +1,164 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError
+from wsolkit.decoders import (
+    DenseCRFLoss,
+    FCAMLoss,
+    FCAMSeeder,
+    NEGEVLoss,
+    NEGEVSeeder,
+    dense_crf_loss,
+    negative_evidence_loss,
+    seed_loss,
+    seed_map,
+    size_loss,
+)
+from wsolkit.losses.elb import ELB, elb
+from wsolkit.output import WSOLOutput
+
+
+def test_seed_loss_matches_manual_ce():
+    logits = torch.randn(2, 2, 3, 4, dtype=torch.float64)
+    seeds = torch.full((2, 3, 4), 255)
+    seeds[0, 0, 0], seeds[0, 2, 3], seeds[1, 1, 1] = 1, 0, 1
+    logp = torch.log_softmax(logits, 1)
+    ref = -(logp[0, 1, 0, 0] + logp[0, 0, 2, 3] + logp[1, 1, 1, 1]) / 3
+    torch.testing.assert_close(seed_loss(logits, seeds), ref)
+    empty = seed_loss(logits.requires_grad_(True), torch.full((2, 3, 4), 255))
+    assert float(empty.detach()) == 0.0 and empty.requires_grad
+    with pytest.raises(ShapeError, match="2 channels"):
+        seed_loss(torch.zeros(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+    with pytest.raises(WSOLTypeError, match="seeds"):
+        seed_loss(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2))
+
+
+def test_elb_values_and_derivative_at_branch_point():
+    t = 4.0
+    edge = -1.0 / t**2
+    # barrier branch and linear branch meet with equal value and slope t at z = -1/t²
+    z = torch.tensor([edge], dtype=torch.float64, requires_grad=True)
+    val = elb(z, t)
+    val.backward()
+    torch.testing.assert_close(val.detach(), torch.tensor([2.0 * math.log(t) / t], dtype=torch.float64))
+    torch.testing.assert_close(z.grad, torch.tensor([t], dtype=torch.float64))
+    for dz in (-1e-7, 1e-7):
+        zz = torch.tensor([edge + dz], dtype=torch.float64, requires_grad=True)
+        elb(zz, t).backward()
+        assert abs(float(zz.grad) - t) < 1e-4
+    assert float(elb(torch.tensor([-2.0]), t)) == pytest.approx(-math.log(2.0) / t)
+
+
+def test_size_loss_values_and_keep():
+    probs = torch.softmax(torch.randn(3, 2, 4, 5, dtype=torch.float64), 1)
+    t = 2.0
+    sums = probs.flatten(2).sum(-1)
+    per = -torch.log(sums).sum(1) / t  # all constraints deep inside: barrier branch
+    torch.testing.assert_close(size_loss(probs, t), per.mean())
+    keep = torch.tensor([True, False, True])
+    torch.testing.assert_close(size_loss(probs, t, keep), (per[0] + per[2]) / 2)
+    assert float(size_loss(probs, t, torch.zeros(3, dtype=torch.bool))) == 0.0
+    # an empty foreground is infeasible (z = 0 > -1/t²): linear branch
+    empty = torch.zeros(1, 2, 2, 2, dtype=torch.float64)
+    empty[:, 0] = 1.0
+    expect = -math.log(4.0) / t + (0.0 - math.log(1 / t**2) / t + 1 / t)
+    assert float(size_loss(empty, t)) == pytest.approx(expect)
+    with pytest.raises(ShapeError, match="keep"):
+        size_loss(probs, t, torch.ones(2, dtype=torch.bool))
+
+
+def test_negative_evidence_loss():
+    logits = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    neg = torch.tensor([True, False, True])
+    ref = -torch.log_softmax(logits, 1)[neg, 0].mean()
+    torch.testing.assert_close(negative_evidence_loss(logits, neg), ref)
+    assert float(negative_evidence_loss(logits, torch.zeros(3, dtype=torch.bool))) == 0.0
+    with pytest.raises(WSOLTypeError, match="negative"):
+        negative_evidence_loss(logits, torch.tensor([1, 0, 1]))
+
+
+def _output(b=4, h=12, w=12):
+    logits = torch.randn(b, 2, h, w, dtype=torch.float64, requires_grad=True)
+    cams = torch.randn(b, 2, 3, 3, dtype=torch.float64)
+    return WSOLOutput(torch.zeros(b, 2), torch.softmax(logits, 1)[:, 1:], {"decoder_logits": logits,
+                                                                              "classifier_cams": cams})
+
+
+def test_fcam_loss_composition():
+    out = _output()
+    labels = torch.tensor([0, 1, 1, 0])
+    images = 255 * torch.rand(4, 3, 12, 12, dtype=torch.float64)
+    crf = DenseCRFLoss(weight=1e-4, sigma_xy=5.0)
+    barrier = ELB(t0=3.0)
+    loss_fn = FCAMLoss(FCAMSeeder(n_fg=3, n_bg=3, seed=1), crf=crf, size=barrier, seed_weight=2.0, size_weight=0.5)
+    total, terms = loss_fn(out, labels, images)
+    logits = out.aux["decoder_logits"]
+    cam = seed_map(out.aux["classifier_cams"].float(), labels, (12, 12))
+    seeds = FCAMSeeder(n_fg=3, n_bg=3, seed=1)(cam)
+    probs = torch.softmax(logits, 1)
+    torch.testing.assert_close(terms["seeds"], 2.0 * seed_loss(logits, seeds))
+    torch.testing.assert_close(terms["crf"], dense_crf_loss(probs, images, 1e-4, sigma_xy=5.0))
+    torch.testing.assert_close(terms["size"], 0.5 * size_loss(probs, 3.0))
+    torch.testing.assert_close(total, terms["seeds"] + terms["crf"] + terms["size"])
+    total.backward()
+    assert logits.grad is not None
+
+
+def test_negev_skips_negative_images():
+    out = _output()
+    labels = torch.tensor([0, 1, 1, 0])
+    loss_fn = NEGEVLoss(NEGEVSeeder(n_fg=5, n_bg=5, seed=2), size=ELB(), negative_classes=(0,),
+                        negative_weight=3.0)
+    total, terms = loss_fn(out, labels)
+    logits = out.aux["decoder_logits"]
+    cam = seed_map(out.aux["classifier_cams"].float(), labels, (12, 12))
+    seeds = NEGEVSeeder(n_fg=5, n_bg=5, seed=2)(cam)
+    seeds[labels == 0] = 255
+    probs = torch.softmax(logits, 1)
+    torch.testing.assert_close(terms["seeds"], seed_loss(logits, seeds))
+    torch.testing.assert_close(terms["size"], size_loss(probs, 1.0, labels != 0))
+    torch.testing.assert_close(terms["negative"], 3.0 * negative_evidence_loss(logits, labels == 0))
+    # all images negative: only the negative-evidence term remains
+    _, terms = loss_fn(out, torch.zeros(4, dtype=torch.long))
+    t = {k: float(v.detach()) for k, v in terms.items()}
+    assert t["seeds"] == 0.0 and t["size"] == 0.0 and t["negative"] > 0
+
+
+def test_fcam_loss_errors():
+    loss_fn = FCAMLoss(FCAMSeeder(), crf=DenseCRFLoss())
+    out = _output()
+    with pytest.raises(WSOLTypeError, match="images"):
+        loss_fn(out, torch.tensor([0, 1, 1, 0]))
+    with pytest.raises(ShapeError, match="labels"):
+        loss_fn(out, torch.tensor([0, 1]), torch.zeros(4, 3, 12, 12))
+    with pytest.raises(WSOLTypeError, match="FCAM"):
+        loss_fn(WSOLOutput(torch.zeros(1, 2), torch.zeros(1, 2, 2, 2), {}), torch.tensor([0]))
+    with pytest.raises(WSOLTypeError, match="negative_classes"):
+        NEGEVLoss(NEGEVSeeder(), negative_classes=0)
+    with pytest.raises(WSOLValueError, match="negative_weight"):
+        NEGEVLoss(NEGEVSeeder(), negative_weight=-1.0)
+
+
+def test_training_step_trains_only_the_decoder():
+    from wsolkit.backbones import create_backbone
+    from wsolkit.decoders import create_fcam
+    from wsolkit.heads import GAP
+    from wsolkit.models import WSOLModel
+    from wsolkit.training import fit
+
+    bb = create_backbone("smallcnn", output_stride=8, width=4)
+    clf = WSOLModel(bb, GAP(bb.out_channels, 2))
+    before = {k: v.clone() for k, v in clf.state_dict().items()}
+    model = create_fcam(clf)
+    loss_fn = NEGEVLoss(NEGEVSeeder(n_fg=4, n_bg=4), crf=DenseCRFLoss(1e-6, scale_factor=0.5),
+                        size=ELB())
+    x = torch.rand(8, 3, 32, 32)
+    y = torch.tensor([0, 1] * 4)
+    hist = fit(model, x, y, epochs=1, batch_size=4, lr=1e-2, step_fn=loss_fn.training_step)
+    assert len(hist) == 1 and math.isfinite(hist[0])
+    for k, v in clf.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert F is not None
