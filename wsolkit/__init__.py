@@ -4,7 +4,7 @@ Bottom-up pooling heads, CAM refinement, top-down explainers, MaxMin, F-CAM/NEGE
 (PxAP and friends), with a synthetic histology-like benchmark.
 """
 
-from wsolkit import backbones, cams, data, erasing, heads, losses, maxmin, metrics
+from wsolkit import backbones, cams, data, decoders, erasing, heads, losses, maxmin, metrics
 from wsolkit.backbones import create_backbone, list_backbones
 from wsolkit.heads import create_head, list_heads
 from wsolkit.models import WSOLModel
@@ -28,4 +28,5 @@ __all__ = [
     "erasing",
     "losses",
     "maxmin",
+    "decoders",
 ]
