@@ -42,7 +42,7 @@ def test_localization(head, kind):
 
 
 def test_localization_smoke():
-    """Fast end-to-end check (default suite): WILDCAT as used by MaxMin, tiny setting."""
+    """Fast end-to-end check (default suite): WILDCAT with the MaxMin pooling settings (no dropout), tiny setting."""
     res = train_and_evaluate(
         "wildcat", "glas", n_train=256, size=64, epochs=6, width=8, modalities=5, kmax=0.09, kmin=0.09, alpha=0.0
     )
