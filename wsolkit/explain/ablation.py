@@ -67,7 +67,7 @@ class AblationCAM(BaseCAM):
                 logits = self._forward(x)
                 raws = cap.collected()
             idx = self._target_indices(logits, targets)
-            y = self._scores(logits, targets, idx).float()
+            y = self._scores(logits, targets, idx).to(x.dtype)
             for layer, raw in zip(layers, raws):
                 a = self._spatial(raw, x, layer)
                 b, k = a.shape[:2]
@@ -91,7 +91,7 @@ class AblationCAM(BaseCAM):
                         sb, sk = b_idx[s : s + self.batch_size], k_idx[s : s + self.batch_size]
                         state["k"] = sk
                         out = self._forward(x[sb])
-                        y_k[sb, sk] = self._scores(out, targets, idx[sb] if idx is not None else None).float()
+                        y_k[sb, sk] = self._scores(out, targets, idx[sb] if idx is not None else None).to(x.dtype)
                 finally:
                     handle.remove()
                 nz = y != 0

@@ -126,8 +126,8 @@ def resolve_target_layers(model: nn.Module, target_layers: LayerSpec, x: torch.T
     Args:
         model: the classifier (possibly wrapped in ``DataParallel``/``DDP``).
         target_layers: ``None`` (automatic: a :class:`~wsolkit.models.WSOLModel`'s backbone, timm's last
-            ``feature_info`` module, else the last module with a 4-D spatial output found with one forward of
-            ``x[:1]``), a module, a dotted name, or a sequence of those.
+            ``feature_info`` module (class-token ViTs: ``blocks[-1].norm1``), else the last module with a 4-D
+            spatial output found with one forward of ``x[:1]``), a module, a dotted name, or a sequence of those.
         x: an input batch, needed only for the automatic probe.
 
     Returns:
@@ -144,6 +144,17 @@ def resolve_target_layers(model: nn.Module, target_layers: LayerSpec, x: torch.T
         backbone = getattr(inner, "backbone", None)
         if isinstance(backbone, nn.Module) and hasattr(inner, "head"):
             return [backbone]
+        blocks = getattr(inner, "blocks", None)
+        if (
+            hasattr(inner, "num_prefix_tokens")
+            and getattr(inner, "global_pool", "token") == "token"
+            and isinstance(blocks, nn.Sequential)
+            and len(blocks) > 0
+            and isinstance(getattr(blocks[-1], "norm1", None), nn.Module)
+        ):
+            # class-token ViT: after the last block only the class token reaches the head, so the patch tokens of
+            # the last block output have zero gradient; explain the input of the last block's attention instead.
+            return [blocks[-1].norm1]
         name = _auto_layer_name(inner)
         if name is not None:
             return [inner.get_submodule(name)]
@@ -205,7 +216,8 @@ class _Capture:
                     f"target layer {type(self.layers[index]).__name__} must output a tensor, got {type(out).__name__}"
                 )
             if not self.grad:
-                self.acts[index] = t.detach()
+                # a copy: in-place operations after the layer (ReLU(inplace=True)) must not change A
+                self.acts[index] = t.detach().clone()
                 return None
             a = t if t.requires_grad else t.detach().requires_grad_(True)
             self.acts[index] = a

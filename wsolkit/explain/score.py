@@ -93,7 +93,7 @@ class ScoreCAM(BaseCAM):
             keep = torch.zeros_like(valid)
             keep.scatter_(1, mean.topk(self.top_k, dim=1).indices, True)
             valid = valid & keep
-        low = cam_ops.normalize(acts.float())  # (B, K, h, w); equal rows ⇔ equal upsampled masks
+        low = cam_ops.normalize(acts)  # (B, K, h, w); equal rows ⇔ equal upsampled masks
         b_idx, k_idx = valid.nonzero(as_tuple=True)
         rows = low[b_idx, k_idx].flatten(1)
         if self.dedup and rows.shape[0] > 0:
@@ -105,17 +105,17 @@ class ScoreCAM(BaseCAM):
             u_b, u_rows, inverse = b_idx, rows, torch.arange(rows.shape[0], device=rows.device)
         self.last_num_forwards = int(u_rows.shape[0])
         size = tuple(x.shape[-2:])
-        u_scores = torch.empty(u_rows.shape[0], dtype=torch.float32, device=x.device)
+        u_scores = torch.empty(u_rows.shape[0], dtype=acts.dtype, device=x.device)
         for s in range(0, u_rows.shape[0], self.batch_size):
             sel_b = u_b[s : s + self.batch_size]
             m = F.interpolate(u_rows[s : s + self.batch_size].view(-1, 1, h, w), size=size, mode="bilinear",
                               align_corners=False)
             m = cam_ops.normalize(m[:, 0])[:, None].to(x.dtype)
             sel_idx = idx[sel_b] if idx is not None else None
-            u_scores[s : s + self.batch_size] = self._pair_scores(x[sel_b], m, sel_idx, targets).float()
-        scores = torch.zeros(b, k, dtype=torch.float32, device=x.device)
+            u_scores[s : s + self.batch_size] = self._pair_scores(x[sel_b], m, sel_idx, targets).to(acts.dtype)
+        scores = torch.zeros(b, k, dtype=acts.dtype, device=x.device)
         scores[b_idx, k_idx] = u_scores[inverse]
-        return _masked_softmax(scores, valid).to(acts.dtype)
+        return _masked_softmax(scores, valid)
 
     def _layer_maps(self, x: torch.Tensor, targets: Targets) -> list[torch.Tensor]:
         layers = self.layers
@@ -191,12 +191,12 @@ class SSCAM(ScoreCAM):
     def _pair_scores(
         self, xs: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor | None, targets: Targets
     ) -> torch.Tensor:
-        total = torch.zeros(xs.shape[0], dtype=torch.float32, device=xs.device)
+        total = torch.zeros(xs.shape[0], dtype=xs.dtype, device=xs.device)
         shape = masks.shape if self.perturb == "mask" else xs.shape
         for _ in range(self.n_samples):
             eps = (torch.randn(shape, generator=self._gen) * self.sigma).to(device=xs.device, dtype=xs.dtype)
             inp = xs * (masks + eps) if self.perturb == "mask" else (xs + eps) * masks
-            total += self._scores(self._forward(inp), targets, idx).float()
+            total += self._scores(self._forward(inp), targets, idx).to(xs.dtype)
         return total / self.n_samples
 
 
@@ -231,9 +231,9 @@ class ISCAM(ScoreCAM):
     def _pair_scores(
         self, xs: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor | None, targets: Targets
     ) -> torch.Tensor:
-        total = torch.zeros(xs.shape[0], dtype=torch.float32, device=xs.device)
+        total = torch.zeros(xs.shape[0], dtype=xs.dtype, device=xs.device)
         n = self.n_samples
         for i in range(1, n + 1):
-            total += self._scores(self._forward(xs * (masks * (i / n))), targets, idx).float()
+            total += self._scores(self._forward(xs * (masks * (i / n))), targets, idx).to(xs.dtype)
         return total / n
 
