@@ -1,0 +1,106 @@
+"""Speed of wsolkit's explainers against grad-cam (pytorch-grad-cam) 1.5.x and torchcam 0.5 (the ``bench`` extra).
+
+Gradient family: torchvision resnet18 (random weights), batch 8, 224 px, CPU, maps upsampled to the input size and
+min-max normalised (torchcam returns normalised maps at the layer resolution: it does not upsample). Score-CAM:
+exact output, one image, the same masked-input batch size for both libraries (grad-cam's default, 16); the
+de-duplication gain (``dedup=True`` vs ``False``) is reported as the number of forwards saved.
+
+Each configuration is run once after one warm-up call (timings on a shared machine are noisy).
+
+    python benchmarks/bench_explainers.py [--threads 2] [--score-size 224] [--skip-score]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+import torchvision
+
+import wsolkit.explain as wx
+
+
+def _time(fn, repeats: int = 1) -> float:
+    fn()  # warm-up
+    t = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t) / repeats
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--score-size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--skip-score", action="store_true")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=1000).eval()
+    x = torch.randn(a.batch, 3, a.size, a.size)
+    with torch.no_grad():
+        classes = model(x).argmax(1)
+
+    import pytorch_grad_cam as pgc
+    import torchcam.methods as tcm
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    pgc_targets = [ClassifierOutputTarget(int(c)) for c in classes]
+    rows = []
+    for ours, peer_pgc, peer_tc in [
+        (wx.GradCAM, pgc.GradCAM, tcm.GradCAM),
+        (wx.GradCAMPlusPlus, pgc.GradCAMPlusPlus, tcm.GradCAMpp),
+        (wx.XGradCAM, pgc.XGradCAM, tcm.XGradCAM),
+        (wx.LayerCAM, pgc.LayerCAM, tcm.LayerCAM),
+    ]:
+        cam = ours(model, model.layer4)
+        t_ours = _time(lambda cam=cam: cam(x, classes), a.repeats)
+        g = peer_pgc(model=model, target_layers=[model.layer4])
+        t_pgc = _time(lambda g=g: g(input_tensor=x, targets=pgc_targets), a.repeats)
+        del g
+
+        def run_tc(cls=peer_tc):
+            with cls(model, target_layer="layer4", input_shape=(3, a.size, a.size)) as ext:
+                out = model(x)
+                return ext(classes.tolist(), out)
+
+        t_tc = _time(run_tc, a.repeats)
+        rows.append((ours.__name__, t_ours, t_pgc, t_tc))
+    print(f"resnet18, batch {a.batch}, {a.size} px, {a.threads} threads (seconds per call)")
+    print(f"{'method':24s} {'wsolkit':>8s} {'grad-cam':>9s} {'torchcam':>9s} {'gc/ours':>8s} {'ours/tc':>8s}")
+    for name, t_o, t_g, t_t in rows:
+        print(f"{name:24s} {t_o:8.3f} {t_g:9.3f} {t_t:9.3f} {t_g / t_o:8.2f} {t_o / t_t:8.2f}")
+
+    if a.skip_score:
+        return
+    xs = torch.randn(1, 3, a.score_size, a.score_size)
+    with torch.no_grad():
+        c = model(xs).argmax(1)
+    ours = wx.ScoreCAM(model, model.layer4, batch_size=16)
+    t0 = time.perf_counter()
+    ours(xs, c)
+    t_ours = time.perf_counter() - t0
+    n_dedup = ours.last_num_forwards
+    plain = wx.ScoreCAM(model, model.layer4, batch_size=16, dedup=False)
+    t0 = time.perf_counter()
+    plain(xs, c)
+    t_plain = time.perf_counter() - t0
+    n_plain = plain.last_num_forwards
+    g = pgc.ScoreCAM(model=model, target_layers=[model.layer4])
+    g.batch_size = 16
+    t0 = time.perf_counter()
+    g(input_tensor=xs, targets=[ClassifierOutputTarget(int(c))])
+    t_pgc = time.perf_counter() - t0
+    print(f"Score-CAM, resnet18, 1 image, {a.score_size} px, 16 masked inputs per forward (seconds, one run)")
+    print(f"wsolkit {t_ours:.2f} (dedup: {n_dedup} forwards) | wsolkit dedup=False {t_plain:.2f} ({n_plain} forwards)"
+          f" | grad-cam {t_pgc:.2f} | ours/grad-cam {t_ours / t_pgc:.2f}")
+
+
+if __name__ == "__main__":
+    main()
