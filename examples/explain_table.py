@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    size, n_train, n_test, epochs, width = (64, 192, 12, 6, 4) if a.quick else (96, 400, 64, 10, 16)
+    size, n_train, n_test, epochs, width = (64, 160, 8, 5, 4) if a.quick else (96, 400, 64, 10, 16)
     train = SyntheticHistology(a.kind, "train", n=n_train, size=size, seed=a.seed).tensors()
     test = SyntheticHistology(a.kind, "test", n=n_test, size=size, seed=a.seed + 1).tensors()
     bb = create_backbone("smallcnn", output_stride=8, width=width)

@@ -196,12 +196,15 @@ class _Capture:
 
     With ``grad=True`` the recorded activation ``A`` is part of the autograd graph (the output itself when it
     already requires grad, else a detached leaf that requires grad), and the hook returns ``A.clone()`` so that
-    in-place operations after the layer (``ReLU(inplace=True)``) cannot modify or invalidate ``A``.
+    in-place operations after the layer (``ReLU(inplace=True)``) cannot modify or invalidate ``A``. With
+    ``switch_grad_on=True`` the caller runs the forward under ``torch.no_grad()`` and the first target layer turns
+    gradient recording on: nothing before the layer is recorded (less memory and time).
     """
 
-    def __init__(self, layers: Sequence[nn.Module], grad: bool):
+    def __init__(self, layers: Sequence[nn.Module], grad: bool, switch_grad_on: bool = False):
         self.layers = list(layers)
         self.grad = grad
+        self.switch_grad_on = switch_grad_on
         self.acts: list[torch.Tensor | None] = [None] * len(self.layers)
         self.active = True
         self._handles: list[Any] = []
@@ -219,6 +222,10 @@ class _Capture:
                 # a copy: in-place operations after the layer (ReLU(inplace=True)) must not change A
                 self.acts[index] = t.detach().clone()
                 return None
+            if self.switch_grad_on:
+                # the forward runs without recording a graph up to the first target layer; from here on it records
+                # (the caller's no_grad context restores the previous mode when the forward ends)
+                torch.set_grad_enabled(True)
             a = t if t.requires_grad else t.detach().requires_grad_(True)
             self.acts[index] = a
             return _replace_first(out, a.clone())

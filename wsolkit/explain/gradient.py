@@ -139,9 +139,12 @@ class _GradientCAM(BaseCAM):
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
         """Forward + ``autograd.grad`` to the hooked activations; returns spatial acts, grads and target indices."""
         layers = self.layers
-        with torch.enable_grad(), _Capture(layers, grad=True) as cap:
-            logits = self._forward(x)
+        fast = not self.create_graph  # no graph before the first target layer unless the maps must stay differentiable
+        with _Capture(layers, grad=True, switch_grad_on=fast) as cap:
+            with torch.no_grad() if fast else torch.enable_grad():
+                logits = self._forward(x)
             acts = cap.collected()
+        with torch.enable_grad():
             if idx is None:
                 idx = self._target_indices(logits, targets)
             scores = self._scores(logits, targets, idx)
