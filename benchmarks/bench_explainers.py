@@ -5,7 +5,7 @@ min-max normalised (torchcam returns normalised maps at the layer resolution: it
 exact output, one image, the same masked-input batch size for both libraries (grad-cam's default, 16); the
 de-duplication gain (``dedup=True`` vs ``False``) is reported as the number of forwards saved.
 
-Gradient family: minimum over ``--repeats`` runs after a warm-up; Score-CAM: one run (timings on a shared
+Gradient family: minimum over ``--repeats`` interleaved rounds after a warm-up; Score-CAM: one run (timings on a shared
 machine are noisy).
 
     python benchmarks/bench_explainers.py [--threads 2] [--score-size 224] [--skip-score]
@@ -23,14 +23,19 @@ import torchvision
 import wsolkit.explain as wx
 
 
-def _time(fn, repeats: int = 3) -> float:
-    """Minimum wall time over ``repeats`` runs after one warm-up (the minimum is the least contention-sensitive)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
+def _interleaved_min(fns: dict, rounds: int) -> dict:
+    """Minimum wall time of each function over ``rounds`` rounds that run every function once (after a warm-up).
+
+    Interleaving exposes all libraries to the same load; the minimum is the least contention-sensitive figure.
+    """
+    for f in fns.values():
+        f()
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - t)
     return best
 
 
@@ -40,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--score-size", type=int, default=224)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-score", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     pgc_targets = [ClassifierOutputTarget(int(c)) for c in classes]
-    rows = []
+    fns: dict[tuple[str, str], object] = {}
     for ours, peer_pgc, peer_tc in [
         (wx.GradCAM, pgc.GradCAM, tcm.GradCAM),
         (wx.GradCAMPlusPlus, pgc.GradCAMPlusPlus, tcm.GradCAMpp),
@@ -64,21 +69,22 @@ def main(argv: list[str] | None = None) -> None:
         (wx.LayerCAM, pgc.LayerCAM, tcm.LayerCAM),
     ]:
         cam = ours(model, model.layer4)
-        t_ours = _time(lambda cam=cam: cam(x, classes), a.repeats)
         g = peer_pgc(model=model, target_layers=[model.layer4])
-        t_pgc = _time(lambda g=g: g(input_tensor=x, targets=pgc_targets), a.repeats)
-        del g
+        fns[(ours.__name__, "wsolkit")] = lambda cam=cam: cam(x, classes)
+        fns[(ours.__name__, "grad-cam")] = lambda g=g: g(input_tensor=x, targets=pgc_targets)
 
         def run_tc(cls=peer_tc):
             with cls(model, target_layer="layer4", input_shape=(3, a.size, a.size)) as ext:
                 out = model(x)
                 return ext(classes.tolist(), out)
 
-        t_tc = _time(run_tc, a.repeats)
-        rows.append((ours.__name__, t_ours, t_pgc, t_tc))
-    print(f"resnet18, batch {a.batch}, {a.size} px, {a.threads} threads (seconds per call, min of {a.repeats})")
+        fns[(ours.__name__, "torchcam")] = run_tc
+    best = _interleaved_min(fns, a.repeats)
+    print(f"resnet18, batch {a.batch}, {a.size} px, {a.threads} threads "
+          f"(seconds per call, min over {a.repeats} interleaved rounds)")
     print(f"{'method':24s} {'wsolkit':>8s} {'grad-cam':>9s} {'torchcam':>9s} {'gc/ours':>8s} {'ours/tc':>8s}")
-    for name, t_o, t_g, t_t in rows:
+    for name in dict.fromkeys(k[0] for k in fns):
+        t_o, t_g, t_t = best[(name, "wsolkit")], best[(name, "grad-cam")], best[(name, "torchcam")]
         print(f"{name:24s} {t_o:8.3f} {t_g:9.3f} {t_t:9.3f} {t_g / t_o:8.2f} {t_o / t_t:8.2f}")
 
     if a.skip_score:
