@@ -4,7 +4,7 @@ A small CNN with a GAP head (CAM) is trained on the synthetic GlaS-like data; ea
 of the true class for every test image that contains ROI pixels, and the maps are scored with the survey's
 metrics (eqs. 14-24): PxAP and the confusion-matrix components marginalised over the thresholds.
 
-    python examples/explain_table.py --quick      # < 40 s on 2 CPU cores
+    python examples/explain_table.py --quick      # about 40 s on 2 CPU cores
     python examples/explain_table.py              # larger images and test set
 """
 
@@ -56,14 +56,14 @@ def explain_all(model, images, labels, names, kwargs, batch):
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small run (< 40 s on 2 CPU cores)")
+    p.add_argument("--quick", action="store_true", help="small run (about 40 s on 2 CPU cores)")
     p.add_argument("--kind", default="glas", choices=["glas", "camelyon"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    size, n_train, n_test, epochs, width = (64, 160, 8, 5, 4) if a.quick else (96, 400, 64, 10, 16)
+    size, n_train, n_test, epochs, width = (64, 192, 8, 6, 4) if a.quick else (96, 400, 64, 10, 16)
     train = SyntheticHistology(a.kind, "train", n=n_train, size=size, seed=a.seed).tensors()
     test = SyntheticHistology(a.kind, "test", n=n_test, size=size, seed=a.seed + 1).tensors()
     bb = create_backbone("smallcnn", output_stride=8, width=width)
