@@ -17,9 +17,6 @@ from wsolkit.heads import GAP
 from wsolkit.models import WSOLModel
 from wsolkit.training import evaluate, fit, standardize
 
-# training the classifier takes ~20 s on two free cores but minutes on a shared machine: run with `pytest -m slow`
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def trained():
@@ -58,6 +55,7 @@ def test_other_explainers_beat_baseline(trained, name):
     assert res["pxap"] >= 1.2 * res["pxap_baseline"]
 
 
+@pytest.mark.slow  # the papers' N: ~25 s (SS-CAM) and ~8 s (IS-CAM) on two free cores
 @pytest.mark.parametrize("name", ["sscam", "iscam"])
 def test_smoothed_score_explainers_beat_baseline(trained, name):
     res = _measure(*trained, name, batch_size=512)  # the papers' N (35 and 10): hundreds of forwards per image
