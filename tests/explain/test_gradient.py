@@ -238,3 +238,13 @@ def test_create_graph_differentiable(tiny):
         wm[idx] -= eps
         num[idx] = (f(wp).sum() - f(wm).sum()).detach() / (2 * eps)
     torch.testing.assert_close(analytic, num, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", GRAD_METHODS)
+def test_create_graph_same_values(tiny, method):
+    # the default path records no graph before the target layer; create_graph=True records everything
+    m, x = tiny
+    fast = create_explainer(method, m, target_layers=["act1", "conv2"], normalize=False)(x)
+    full = create_explainer(method, m, target_layers=["act1", "conv2"], normalize=False, create_graph=True)(x)
+    assert not fast.requires_grad
+    torch.testing.assert_close(fast, full.detach(), rtol=1e-12, atol=1e-14)
