@@ -4,8 +4,9 @@ Bottom-up pooling heads, CAM refinement, top-down explainers, MaxMin, F-CAM/NEGE
 (PxAP and friends), with a synthetic histology-like benchmark.
 """
 
-from wsolkit import backbones, cams, data, decoders, erasing, heads, losses, maxmin, metrics
+from wsolkit import backbones, cams, data, decoders, erasing, explain, heads, losses, maxmin, metrics
 from wsolkit.backbones import create_backbone, list_backbones
+from wsolkit.explain import create_explainer, list_explainers
 from wsolkit.heads import create_head, list_heads
 from wsolkit.models import WSOLModel
 from wsolkit.output import WSOLOutput
@@ -20,6 +21,8 @@ __all__ = [
     "list_backbones",
     "create_head",
     "list_heads",
+    "create_explainer",
+    "list_explainers",
     "backbones",
     "cams",
     "data",
@@ -29,4 +32,5 @@ __all__ = [
     "losses",
     "maxmin",
     "decoders",
+    "explain",
 ]
