@@ -140,7 +140,7 @@ def _prepare_scores(
 def _normalize_with(cams: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     # identical arithmetic to wsolkit.cams.normalize: (s - min) / (max - min), constant map -> 0
     rng = hi - lo
-    flat = rng > 0
+    flat = rng > 4 * torch.finfo(cams.dtype).eps * torch.maximum(lo.abs(), hi.abs())
     safe = torch.where(flat, rng, torch.ones_like(rng))
     out = cams - lo[:, None, None]
     out.div_(safe[:, None, None])
