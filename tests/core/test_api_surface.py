@@ -1,0 +1,40 @@
+"""The public API: every name in ``__all__`` exists, and removals from the top level are deliberate."""
+
+import importlib
+
+import pytest
+
+import wsolkit
+
+SUBPACKAGES = [
+    "wsolkit.backbones", "wsolkit.cams", "wsolkit.data", "wsolkit.decoders", "wsolkit.erasing", "wsolkit.explain",
+    "wsolkit.heads", "wsolkit.losses", "wsolkit.maxmin", "wsolkit.metrics", "wsolkit.output", "wsolkit.models",
+    "wsolkit.viz",
+]
+
+TOP_LEVEL = {
+    "__version__", "WSOLOutput", "WSOLModel", "create_backbone", "list_backbones", "create_head", "list_heads",
+    "create_explainer", "list_explainers", "backbones", "cams", "data", "heads", "metrics", "erasing", "losses",
+    "maxmin", "decoders", "explain",
+}
+
+
+def test_top_level_names():
+    assert set(wsolkit.__all__) == TOP_LEVEL
+    assert wsolkit.__version__ == "0.1.0"
+
+
+@pytest.mark.parametrize("module", SUBPACKAGES)
+def test_all_names_resolve_and_are_documented(module):
+    mod = importlib.import_module(module)
+    assert mod.__all__, module
+    for name in mod.__all__:
+        obj = getattr(mod, name)
+        if callable(obj) or isinstance(obj, type):
+            assert (obj.__doc__ or "").strip(), f"{module}.{name} has no docstring"
+
+
+def test_registries_cover_the_taxonomy():
+    assert {"gap", "max", "lse", "wildcat", "prm", "deepmil", "acol", "spg"} <= set(wsolkit.list_heads())
+    assert {"gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam", "scorecam", "sscam", "iscam",
+            "ablationcam"} <= set(wsolkit.list_explainers())
