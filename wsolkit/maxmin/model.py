@@ -113,6 +113,14 @@ class MaxMin(nn.Module):
                 raise WSOLValueError("`size_prior` acts on the localizer through the mask: use detach_mask=False")
         self.size_prior = size_prior
         self.size_weight = check_number(size_weight, "size_weight", low=0.0)
+        # Batch-norm layers shared by M and C (shared backbone) keep one set of running statistics per network:
+        # M normalises x, C normalises x⊙R⁺, two different input distributions.
+        loc_ids = {id(m) for m in localizer.modules()}
+        self._shared_bns = [
+            m for m in classifier.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and id(m) in loc_ids
+        ]
+        self.classifier_bn_stats = _BNStats(self._shared_bns)
 
     def mask(self, out: WSOLOutput, size: tuple[int, int], detach: bool = True) -> torch.Tensor:
         """``R⁺`` (eqs. 10-11) from a localizer output, ``(B, 1, H, W)``."""
@@ -120,6 +128,16 @@ class MaxMin(nn.Module):
         if detach:
             cams, logits = cams.detach(), logits.detach()
         return maxmin_mask(cams, logits, size, self.omega, self.sigma_prime)
+
+    @contextlib.contextmanager
+    def classifier_statistics(self):
+        """Within this context the batch-norm layers shared with ``M`` use (and update) ``C``'s own statistics.
+
+        ``C`` is always run inside it by :meth:`forward` and :func:`maxmin_train_step`; use it when calling
+        ``model.classifier`` directly. No effect when ``M`` and ``C`` share no batch-norm layer.
+        """
+        with self.classifier_bn_stats.swapped(self._shared_bns):
+            yield
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor, stage: str = "infer") -> Any:
         """Inference (``stage="infer"``) → :class:`WSOLOutput`.
@@ -136,12 +154,14 @@ class MaxMin(nn.Module):
                     return self.localizer(more[0])
             return self.localizer(x)
         if stage == "classifier":  # C(x⊙R⁺) updates the BN statistics; C(x⊙R⁻) uses batch statistics only
-            first = self.classifier(x)
-            with _batch_stats_only(self.classifier):
-                return (first, *(self.classifier(z) for z in more))
+            with self.classifier_statistics():
+                first = self.classifier(x)
+                with _batch_stats_only(self.classifier):
+                    return (first, *(self.classifier(z) for z in more))
         loc = self.localizer(x)
         r = self.mask(loc, tuple(x.shape[-2:]), detach=True)
-        out = self.classifier(x * r.to(x.dtype))
+        with self.classifier_statistics():
+            out = self.classifier(x * r.to(x.dtype))
         if out.logits.shape != loc.logits.shape:
             raise ShapeError(f"localizer and classifier disagree on classes: logits {tuple(loc.logits.shape)} vs "
                              f"{tuple(out.logits.shape)}")
@@ -351,6 +371,38 @@ def _batch_stats_only(module: nn.Module):
     finally:
         for m in bns:
             m.track_running_stats = True
+
+
+class _BNStats(nn.Module):
+    """``C``'s running statistics of the batch-norm layers it shares with ``M`` (buffers, saved in state dicts)."""
+
+    def __init__(self, bns: list[nn.Module]):
+        super().__init__()
+        self.n = len(bns)
+        for i, m in enumerate(bns):
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                buf = getattr(m, name)
+                self.register_buffer(f"{name}_{i}", None if buf is None else buf.detach().clone())
+
+    @contextlib.contextmanager
+    def swapped(self, bns: list[nn.Module]):
+        """Exchange the layers' statistics with the stored ones (in-place updates land in ``C``'s copies)."""
+
+        def swap() -> None:
+            for i, m in enumerate(bns):
+                for name in ("running_mean", "running_var", "num_batches_tracked"):
+                    mine, theirs = getattr(self, f"{name}_{i}"), getattr(m, name)
+                    setattr(m, name, mine)
+                    setattr(self, f"{name}_{i}", theirs)
+
+        swap()
+        try:
+            yield
+        finally:
+            swap()
+
+    def extra_repr(self) -> str:
+        return f"shared_layers={self.n}"
 
 
 def _out_channels(backbone: nn.Module, name: str) -> int:
