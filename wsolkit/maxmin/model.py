@@ -46,6 +46,13 @@ class MaxMin(nn.Module):
     accumulated mask ``R⁺*``; the loss is eq. 9 (eq. 3 on ``x⊙R⁺*``, eq. 6 on ``x⊙R⁻*``, eq. 8 on ``x`` and on the
     trusted erased images), plus optional TMI size priors.
 
+    Batch-norm statistics: ``M`` sees ``x`` and ``C`` sees ``x⊙R⁺``, two different input distributions. When the
+    two networks share batch-norm layers (the shared backbone of :func:`build_maxmin`), ``C`` keeps its own running
+    statistics of those layers (buffers ``classifier_bn_stats.*``, in the state dict) and every pass of ``C``
+    (training and inference) runs inside :meth:`classifier_statistics`; ``M`` keeps the layers' own. With one
+    mixed set of statistics the eval-mode ``C`` normalised ``x⊙R⁺`` with statistics pooled over ``x`` and
+    ``x⊙R⁺`` and its accuracy fell far below the training-mode one.
+
     Args:
         localizer: ``M``, a module ``x -> WSOLOutput`` (e.g. :class:`~wsolkit.models.WSOLModel`).
         classifier: ``C``, a module ``x -> WSOLOutput``; may share the backbone module with ``M``.
@@ -199,6 +206,8 @@ def maxmin_train_step(
     Batch-norm running statistics are updated only by the passes inference also makes (``M`` on ``x``, ``C`` on
     ``x ⊙ R⁺*``); the erased images and ``x ⊙ R⁻*`` are normalised with their batch statistics without updating
     them (otherwise the statistics drift towards erased images and the eval-mode localizer degrades with ``u``).
+    Layers shared by ``M`` and ``C`` keep one set of running statistics per network
+    (:meth:`MaxMin.classifier_statistics`).
 
     The caller runs ``optimizer.zero_grad()`` before and ``optimizer.step()`` (or ``scaler.step(optimizer)``;
     ``scaler.update()``) after. With a :class:`torch.amp.GradScaler` every backward pass is scaled.
