@@ -601,3 +601,57 @@ def test_shared_backbone_keeps_separate_batchnorm_statistics_for_the_classifier(
     clone = _confident(_small(u=0)).eval()
     clone.load_state_dict(state)
     torch.testing.assert_close(clone(x2).logits, out.logits)
+
+
+def _bn_batch_mode(model):
+    """Context: batch-norm layers normalise with batch statistics (no update), everything else in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    class _Ctx:
+        def __enter__(self):
+            for m in bns:
+                m.train()
+                m.track_running_stats = False
+
+        def __exit__(self, *a):
+            for m in bns:
+                m.eval()
+                m.track_running_stats = True
+
+    return _Ctx()
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_recalibrate_statistics_equals_batch_statistics_of_the_inference_inputs(share):
+    """One batch: recalibrated eval-mode M and C equal M(x) and C(x ⊙ R⁺) normalised with their batch statistics."""
+    model = _small(u=1, share_backbone=share)
+    x, y = torch.randn(6, 3, 32, 32) * 2 + 0.5, torch.tensor([0, 1, 0, 1, 0, 1])
+    model.train_step(x, y)  # moves the running statistics somewhere else
+    model.train()
+    model.recalibrate_statistics(x, batch_size=6)
+    assert model.training  # mode restored
+    model.eval()
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        out = model(x)
+        with _bn_batch_mode(ref):
+            loc = ref.localizer(x)
+            r = maxmin_mask(loc.cams, loc.logits, (32, 32))
+            # C's batch statistics on x ⊙ R⁺, whatever buffers the shared layers hold
+            ref_c = ref.classifier(x * r)
+    # running_var is unbiased, batch normalisation uses the biased variance: (n-1)/n with n = 6·h·w (96 at 4x4)
+    torch.testing.assert_close(out.aux["localizer_logits"], loc.logits, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out.aux["mask"], r[:, 0], rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out.logits, ref_c.logits, rtol=2e-2, atol=2e-2)
+    for m in model.modules():  # momenta restored
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.momentum == 0.1 and m.track_running_stats
+    # two batches: each counts equally (cumulative average of the batch means)
+    bn0 = next(m for m in model.localizer.modules() if isinstance(m, nn.BatchNorm2d))
+    conv0 = next(m for m in model.localizer.modules() if isinstance(m, nn.Conv2d))
+    model.recalibrate_statistics(x, batch_size=3)
+    with torch.no_grad():
+        means = [conv0(x[:3]).mean(dim=(0, 2, 3)), conv0(x[3:]).mean(dim=(0, 2, 3))]
+    torch.testing.assert_close(bn0.running_mean, (means[0] + means[1]) / 2, rtol=1e-4, atol=1e-5)
+    with pytest.raises(WSOLValueError, match="batch_size"):
+        model.recalibrate_statistics(x, batch_size=0)

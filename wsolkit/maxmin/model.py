@@ -146,6 +146,61 @@ class MaxMin(nn.Module):
         with self.classifier_bn_stats.swapped(self._shared_bns):
             yield
 
+    @torch.no_grad()
+    def recalibrate_statistics(self, images: torch.Tensor, batch_size: int = 32) -> None:
+        """Recompute the batch-norm running statistics with the final weights, as exact averages over ``images``.
+
+        First ``M``'s statistics from ``M(x)``, then ``C``'s from ``C(x ⊙ R⁺)`` with ``R⁺`` of the recalibrated
+        eval-mode ``M`` — the inputs inference feeds to each network. Only batch-norm layers change (other layers,
+        e.g. dropout, stay in eval mode); the training mode is restored. Useful after short trainings, where the
+        exponential running averages lag behind fast-changing weights (measured: eval accuracy 55-80 % vs 97-99 %
+        with batch statistics after 30 steps).
+
+        Args:
+            images: standardised images (the inputs of :meth:`forward`).
+            batch_size: images per pass (each batch counts equally in the averages).
+
+        Shape:
+            - images: :math:`(N, 3, H, W)`
+        """
+        _check_images(images, "images")
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        was_training = self.training
+        self.eval()
+
+        def bns(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+            return [m for m in module.modules()
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+        @contextlib.contextmanager
+        def cumulative(layers: list[nn.modules.batchnorm._BatchNorm]):
+            momenta = [m.momentum for m in layers]
+            for m in layers:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average
+                m.train()
+            try:
+                yield
+            finally:
+                for m, mom in zip(layers, momenta, strict=True):
+                    m.momentum = mom
+                    m.eval()
+
+        batches = [images[i : i + batch_size] for i in range(0, images.shape[0], batch_size)]
+        try:
+            with cumulative(bns(self.localizer)):
+                for xb in batches:
+                    self.localizer(xb)
+            masked = []
+            for xb in batches:
+                r = self.mask(self.localizer(xb), tuple(xb.shape[-2:]))
+                masked.append(xb * r.to(xb.dtype))
+            with self.classifier_statistics(), cumulative(bns(self.classifier)):
+                for z in masked:
+                    self.classifier(z)
+        finally:
+            self.train(was_training)
+
     def forward(self, x: torch.Tensor, *more: torch.Tensor, stage: str = "infer") -> Any:
         """Inference (``stage="infer"``) → :class:`WSOLOutput`.
 
