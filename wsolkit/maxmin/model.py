@@ -46,12 +46,20 @@ class MaxMin(nn.Module):
     accumulated mask ``R⁺*``; the loss is eq. 9 (eq. 3 on ``x⊙R⁺*``, eq. 6 on ``x⊙R⁻*``, eq. 8 on ``x`` and on the
     trusted erased images), plus optional TMI size priors.
 
+    Trust at ``t = 0`` and inference: eq. 13 holds "∀t ≥ 0", so in training the first mask enters ``R⁺*``
+    scaled by ``Ψ(0, i) = p̂ˢ(y_i|x_i)`` (0 when ``M`` misclassifies ``x_i``), as in Alg. 1; this is kept. At
+    inference no label is known and no erasing runs (Sec. 3.4, Fig. 2): ``C`` classifies ``x ⊙ R⁺`` (eq. 3 with
+    eq. 11's mask). The scale difference vanishes as eq. 8 drives ``p̂ˢ(y|x) → 1``; measured on synthetic GlaS,
+    neither rescaling the inference mask by the label-free ``max_k p̂ˢ(k|x)`` nor dropping the scale in training
+    helped ``C``'s accuracy — the gap came from the batch-norm statistics below.
+
     Batch-norm statistics: ``M`` sees ``x`` and ``C`` sees ``x⊙R⁺``, two different input distributions. When the
     two networks share batch-norm layers (the shared backbone of :func:`build_maxmin`), ``C`` keeps its own running
     statistics of those layers (buffers ``classifier_bn_stats.*``, in the state dict) and every pass of ``C``
     (training and inference) runs inside :meth:`classifier_statistics`; ``M`` keeps the layers' own. With one
     mixed set of statistics the eval-mode ``C`` normalised ``x⊙R⁺`` with statistics pooled over ``x`` and
-    ``x⊙R⁺`` and its accuracy fell far below the training-mode one.
+    ``x⊙R⁺`` and its accuracy fell far below the training-mode one. After training, call
+    :meth:`recalibrate_statistics` so that each network's statistics are exact averages over its inference inputs.
 
     Args:
         localizer: ``M``, a module ``x -> WSOLOutput`` (e.g. :class:`~wsolkit.models.WSOLModel`).
