@@ -350,7 +350,8 @@ def test_inference_output_contract():
     loc = model.localizer(x)
     r = maxmin_mask(loc.cams, loc.logits, (32, 40))
     torch.testing.assert_close(out.aux["mask"], r[:, 0])
-    torch.testing.assert_close(out.logits, model.classifier(x * r).logits)
+    with model.classifier_statistics():
+        torch.testing.assert_close(out.logits, model.classifier(x * r).logits)
     torch.testing.assert_close(out.aux["localizer_logits"], loc.logits)
     assert out.aux["mask"].min() >= 0 and out.aux["mask"].max() <= 1
 
@@ -560,3 +561,97 @@ def test_batchnorm_statistics_come_from_the_inference_passes_only():
     for m in model.modules():  # flags restored
         if isinstance(m, nn.BatchNorm2d):
             assert m.track_running_stats
+
+
+def test_shared_backbone_keeps_separate_batchnorm_statistics_for_the_classifier():
+    """Shared backbone: M's running statistics come from M(x) only, C's from C(x ⊙ R+*) only, and eval uses each."""
+    x, y = torch.randn(4, 3, 32, 32) * 2 + 1, torch.zeros(4, dtype=torch.long)
+    model = _confident(_small(u=0))
+    assert model.localizer.backbone is model.classifier.backbone
+    bns = [m for m in model.localizer.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and model.classifier_bn_stats.n == len(bns)
+    ref_m, ref_c = copy.deepcopy(model), copy.deepcopy(model)
+    model.train_step(x, y)
+    # independent reference: one training-mode pass of M on x, one of C on x ⊙ R+ (Ψ(0) = 1: p = 1, loss = 0)
+    loc = ref_m.localizer(x)
+    r = maxmin_mask(loc.cams.detach(), loc.logits.detach(), (32, 32))
+    ref_c.classifier(x * r)
+    ref_m_bns = [m for m in ref_m.localizer.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    ref_c_bns = [m for m in ref_c.classifier.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    for i, (a, bm, bc) in enumerate(zip(bns, ref_m_bns, ref_c_bns, strict=True)):
+        torch.testing.assert_close(a.running_mean, bm.running_mean)
+        torch.testing.assert_close(a.running_var, bm.running_var)
+        torch.testing.assert_close(getattr(model.classifier_bn_stats, f"running_mean_{i}"), bc.running_mean)
+        torch.testing.assert_close(getattr(model.classifier_bn_stats, f"running_var_{i}"), bc.running_var)
+        assert int(getattr(model.classifier_bn_stats, f"num_batches_tracked_{i}")) == 1
+        assert not torch.allclose(bm.running_mean, bc.running_mean)  # the two distributions differ
+    # eval: M normalises with M's statistics, C with C's
+    model.eval(), ref_m.eval(), ref_c.eval()
+    x2 = torch.randn(3, 3, 32, 32)
+    out = model(x2)
+    loc2 = ref_m.localizer(x2)
+    r2 = maxmin_mask(loc2.cams, loc2.logits, (32, 32))
+    torch.testing.assert_close(out.aux["localizer_logits"], loc2.logits)
+    torch.testing.assert_close(out.logits, ref_c.classifier(x2 * r2).logits)
+    with model.classifier_statistics():
+        torch.testing.assert_close(model.classifier(x2 * r2).logits, out.logits)
+    # the statistics are saved with the model and restored by load_state_dict
+    state = model.state_dict()
+    assert "classifier_bn_stats.running_mean_0" in state
+    clone = _confident(_small(u=0)).eval()
+    clone.load_state_dict(state)
+    torch.testing.assert_close(clone(x2).logits, out.logits)
+
+
+def _bn_batch_mode(model):
+    """Context: batch-norm layers normalise with batch statistics (no update), everything else in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    class _Ctx:
+        def __enter__(self):
+            for m in bns:
+                m.train()
+                m.track_running_stats = False
+
+        def __exit__(self, *a):
+            for m in bns:
+                m.eval()
+                m.track_running_stats = True
+
+    return _Ctx()
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_recalibrate_statistics_equals_batch_statistics_of_the_inference_inputs(share):
+    """One batch: recalibrated eval-mode M and C equal M(x) and C(x ⊙ R⁺) normalised with their batch statistics."""
+    model = _small(u=1, share_backbone=share)
+    x, y = torch.randn(6, 3, 32, 32) * 2 + 0.5, torch.tensor([0, 1, 0, 1, 0, 1])
+    model.train_step(x, y)  # moves the running statistics somewhere else
+    model.train()
+    model.recalibrate_statistics(x, batch_size=6)
+    assert model.training  # mode restored
+    model.eval()
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        out = model(x)
+        with _bn_batch_mode(ref):
+            loc = ref.localizer(x)
+            r = maxmin_mask(loc.cams, loc.logits, (32, 32))
+            # C's batch statistics on x ⊙ R⁺, whatever buffers the shared layers hold
+            ref_c = ref.classifier(x * r)
+    # running_var is unbiased, batch normalisation uses the biased variance: (n-1)/n with n = 6·h·w (96 at 4x4)
+    torch.testing.assert_close(out.aux["localizer_logits"], loc.logits, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out.aux["mask"], r[:, 0], rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out.logits, ref_c.logits, rtol=2e-2, atol=2e-2)
+    for m in model.modules():  # momenta restored
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.momentum == 0.1 and m.track_running_stats
+    # two batches: each counts equally (cumulative average of the batch means)
+    bn0 = next(m for m in model.localizer.modules() if isinstance(m, nn.BatchNorm2d))
+    conv0 = next(m for m in model.localizer.modules() if isinstance(m, nn.Conv2d))
+    model.recalibrate_statistics(x, batch_size=3)
+    with torch.no_grad():
+        means = [conv0(x[:3]).mean(dim=(0, 2, 3)), conv0(x[3:]).mean(dim=(0, 2, 3))]
+    torch.testing.assert_close(bn0.running_mean, (means[0] + means[1]) / 2, rtol=1e-4, atol=1e-5)
+    with pytest.raises(WSOLValueError, match="batch_size"):
+        model.recalibrate_statistics(x, batch_size=0)
