@@ -76,6 +76,9 @@ def fit(
 
     Returns:
         The mean training loss of each epoch.
+
+    A model with a ``recalibrate_statistics(images, batch_size)`` method (e.g. :class:`wsolkit.maxmin.MaxMin`) has
+    it called once on the standardised training images at the end.
     """
     from tqdm.auto import tqdm
 
@@ -116,6 +119,11 @@ def fit(
             bar.set_postfix(loss=f"{total / count:.3f}")
         history.append(total / max(count, 1))
     bar.close()
+    # models whose batch-norm statistics must be recomputed with the final weights (e.g. MaxMin) expose a hook
+    recalibrate = getattr(model, "recalibrate_statistics", None)
+    if callable(recalibrate):
+        with torch.no_grad():
+            recalibrate(standardize(images).to(device), batch_size=batch_size)
     model.eval()
     return history
 
