@@ -16,8 +16,9 @@ def _f1(pred: torch.Tensor, gt: torch.Tensor) -> float:
     return 200.0 * tp / max(2 * tp + int((pred & ~gt).sum()) + int((~pred & gt).sum()), 1)
 
 
-@pytest.mark.slow
-def test_maxmin_localizes_synthetic_glas():
+@pytest.fixture(scope="module")
+def trained_glas():
+    """One MaxMin (u = 4) trained on synthetic GlaS, shared by this module's tests (training is most of their time)."""
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -27,56 +28,52 @@ def test_maxmin_localizes_synthetic_glas():
         model = build_maxmin(create_backbone("smallcnn", output_stride=8, width=16), num_classes=2, u=4)
         fit(model, train[0], train[1], epochs=6, batch_size=32, lr=3e-3,
             step_fn=lambda m, x, y: m.train_step(x, y)["loss"])
-
-        def mask_fn(m, x, y):
-            out = m(x)
-            return out.logits, out.aux["mask"][:, None]
-
-        logits, cams = predict_maps(model, images, labels)
-        _, mask_maps = predict_maps(model, images, labels, cam_fn=mask_fn)
-        res_cams = evaluate(logits, cams, labels, masks)
-        res_mask = evaluate(logits, mask_maps, labels, masks)
-        with torch.no_grad():
-            r = torch.cat([model(standardize(images[i : i + 40])).aux["mask"] for i in range(0, len(images), 40)])
-        pred, gt = r >= 0.5, masks == 1
-        f1_pos, f1_neg = _f1(pred, gt), _f1(~pred, ~gt)
-        print(f"\nMaxMin u=4: cams {res_cams}, mask {res_mask}, F1+ {f1_pos:.1f}, F1- {f1_neg:.1f}")
-        base = res_mask["pxap_baseline"]
-        assert res_mask["pxap"] >= 1.2 * base
-        assert res_cams["pxap"] >= 1.2 * base
-        assert f1_neg > 0 and f1_pos > 0
     finally:
         torch.set_num_threads(n_threads)
+    return model, images, labels, masks
 
 
 @pytest.mark.slow
-def test_maxmin_classifier_accuracy_synthetic_glas():
+def test_maxmin_localizes_synthetic_glas(trained_glas):
+    model, images, labels, masks = trained_glas
+
+    def mask_fn(m, x, y):
+        out = m(x)
+        return out.logits, out.aux["mask"][:, None]
+
+    logits, cams = predict_maps(model, images, labels)
+    _, mask_maps = predict_maps(model, images, labels, cam_fn=mask_fn)
+    res_cams = evaluate(logits, cams, labels, masks)
+    res_mask = evaluate(logits, mask_maps, labels, masks)
+    with torch.no_grad():
+        r = torch.cat([model(standardize(images[i : i + 40])).aux["mask"] for i in range(0, len(images), 40)])
+    pred, gt = r >= 0.5, masks == 1
+    f1_pos, f1_neg = _f1(pred, gt), _f1(~pred, ~gt)
+    print(f"\nMaxMin u=4: cams {res_cams}, mask {res_mask}, F1+ {f1_pos:.1f}, F1- {f1_neg:.1f}")
+    base = res_mask["pxap_baseline"]
+    assert res_mask["pxap"] >= 1.2 * base
+    assert res_cams["pxap"] >= 1.2 * base
+    assert f1_neg > 0 and f1_pos > 0
+
+
+@pytest.mark.slow
+def test_maxmin_classifier_accuracy_synthetic_glas(trained_glas):
     """C's eval-mode accuracy on x ⊙ R⁺ (the model's prediction) is high, as is the localizer's own.
 
     Regression test for the batch-norm statistics: pooled over M's and C's inputs (shared backbone) they made the
     eval-mode C fall to 55-80 %; with one set per network, recalibrated after training, C and M reach 99-100 %.
     """
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train = SyntheticHistology("glas", "train", n=160, size=64, seed=0).tensors()
-        images, labels, masks = SyntheticHistology("glas", "test", n=80, size=64, seed=1).tensors()
-        torch.manual_seed(0)
-        model = build_maxmin(create_backbone("smallcnn", output_stride=8, width=16), num_classes=2, u=4)
-        fit(model, train[0], train[1], epochs=6, batch_size=32, lr=3e-3,
-            step_fn=lambda m, x, y: m.train_step(x, y)["loss"])
-        logits, cams = predict_maps(model, images, labels)
-        res = evaluate(logits, cams, labels, masks)
-        model.eval()
-        with torch.no_grad():
-            out = model(standardize(images))
-        # independent accuracy count from the inference outputs
-        acc_c = 100.0 * float((out.logits.argmax(1) == labels).float().mean())
-        acc_m = 100.0 * float((out.aux["localizer_logits"].argmax(1) == labels).float().mean())
-        print(f"\nMaxMin u=4, recalibrated: C accuracy {acc_c:.1f}, M accuracy {acc_m:.1f}, {res}")
-        assert res["accuracy"] == pytest.approx(acc_c)
-        assert acc_c >= 85.0
-        assert acc_m >= 85.0
-        assert res["pxap"] >= 1.2 * res["pxap_baseline"]
-    finally:
-        torch.set_num_threads(n_threads)
+    model, images, labels, masks = trained_glas
+    logits, cams = predict_maps(model, images, labels)
+    res = evaluate(logits, cams, labels, masks)
+    model.eval()
+    with torch.no_grad():
+        out = model(standardize(images))
+    # independent accuracy count from the inference outputs
+    acc_c = 100.0 * float((out.logits.argmax(1) == labels).float().mean())
+    acc_m = 100.0 * float((out.aux["localizer_logits"].argmax(1) == labels).float().mean())
+    print(f"\nMaxMin u=4, recalibrated: C accuracy {acc_c:.1f}, M accuracy {acc_m:.1f}, {res}")
+    assert res["accuracy"] == pytest.approx(acc_c)
+    assert acc_c >= 85.0
+    assert acc_m >= 85.0
+    assert res["pxap"] >= 1.2 * res["pxap_baseline"]
