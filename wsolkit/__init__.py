@@ -4,18 +4,34 @@ Bottom-up pooling heads, CAM refinement, top-down explainers, MaxMin, F-CAM/NEGE
 (PxAP and friends), with a synthetic histology-like benchmark.
 """
 
-from wsolkit import backbones, cams, data, decoders, erasing, explain, heads, losses, maxmin, metrics
+from wsolkit.method import (
+    NotTrainableError,
+    WSOLMethod,
+    create_method,
+    list_methods,
+    method_info,
+    register_method,
+)
+from wsolkit.output import LossOutput, WSOLOutput
+
+from wsolkit import backbones, cams, data, decoders, erasing, explain, heads, losses, maxmin, metrics  # isort: skip
 from wsolkit.backbones import create_backbone, list_backbones
 from wsolkit.explain import create_explainer, list_explainers
 from wsolkit.heads import create_head, list_heads
 from wsolkit.models import WSOLModel
-from wsolkit.output import WSOLOutput
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
     "WSOLOutput",
+    "LossOutput",
+    "WSOLMethod",
+    "NotTrainableError",
+    "create_method",
+    "list_methods",
+    "method_info",
+    "register_method",
     "WSOLModel",
     "create_backbone",
     "list_backbones",

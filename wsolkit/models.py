@@ -9,13 +9,18 @@ import torch.nn as nn
 
 from wsolkit import cams as cam_ops
 from wsolkit._checks import check_floating, check_ndim
-from wsolkit.output import WSOLOutput
+from wsolkit.method import WSOLMethod
+from wsolkit.output import LossOutput, WSOLOutput
 
 __all__ = ["WSOLModel"]
 
 
-class WSOLModel(nn.Module):
-    """Backbone + head: ``forward(x) -> WSOLOutput``.
+class WSOLModel(WSOLMethod):
+    """Backbone + head: ``forward(x, labels=None) -> WSOLOutput``, the shape of every bottom-up method.
+
+    ``labels`` reach the head when its ``forward`` takes them (heads that erase or seed from the true class at
+    training time, e.g. ACoL and SPG). The objective is the head's ``loss(output, labels, x)`` when it defines one,
+    else cross-entropy on the logits.
 
     Args:
         backbone: any module mapping images ``(B, 3, H, W)`` to features ``(B, K, h, w)``
@@ -40,10 +45,19 @@ class WSOLModel(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> WSOLOutput:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> WSOLOutput:
         check_ndim(x, "x", 4, "(B, 3, H, W)")
         check_floating(x, "x")
-        return self.head(self.backbone(x))
+        features = self.backbone(x)
+        if labels is not None and getattr(self.head, "uses_labels", False):
+            return self.head(features, labels=labels)
+        return self.head(features)
+
+    def loss(self, output: WSOLOutput, labels: torch.Tensor, x: torch.Tensor | None = None) -> LossOutput:
+        head_loss = getattr(self.head, "loss", None)
+        if callable(head_loss):
+            return head_loss(output, labels)
+        return super().loss(output, labels, x)
 
     @torch.no_grad()
     def localize(

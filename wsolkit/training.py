@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from wsolkit import cams as cam_ops
+from wsolkit._checks import WSOLTypeError
+from wsolkit.output import LossOutput
 from wsolkit.metrics.pxap import binned_counts, pxap_from_counts
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "standardize", "fit", "predict_maps", "evaluate"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "standardize", "training_steps", "fit", "predict_maps", "evaluate"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,6 +42,30 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x
 
 
+def training_steps(method: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Iterator[LossOutput]:
+    """The losses of one batch for ``method`` or a :class:`~torch.nn.parallel.DistributedDataParallel` wrapper of it.
+
+    Equivalent to ``method.training_steps(x, labels)``; with a DDP (or ``torch.compile``) wrapper the forward
+    passes go through the wrapper, so gradients are synchronised.
+
+    Example:
+        >>> import wsolkit
+        >>> m = wsolkit.create_method("gap", 2, backbone="smallcnn")
+        >>> [sorted(s.terms) for s in training_steps(m, torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))]
+        [['ce']]
+    """
+    core = method
+    while isinstance(core, nn.parallel.DistributedDataParallel) or hasattr(core, "_orig_mod"):
+        core = core.module if isinstance(core, nn.parallel.DistributedDataParallel) else core._orig_mod
+    steps = getattr(core, "training_steps", None)
+    if not callable(steps):
+        raise WSOLTypeError(
+            f"{type(core).__name__} has no `training_steps`: build methods with wsolkit.create_method or subclass "
+            f"wsolkit.WSOLMethod"
+        )
+    return steps(x, labels, forward=None if core is method else method)
+
+
 def fit(
     model: nn.Module,
     images: torch.Tensor,
@@ -50,16 +75,16 @@ def fit(
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
     seed: int = 0,
-    loss_fn: Callable[..., torch.Tensor] | None = None,
-    step_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     augment: bool = True,
     progress: bool = False,
     device: str | torch.device = "cpu",
 ) -> list[float]:
-    """Train ``model`` (returning :class:`~wsolkit.output.WSOLOutput` or logits) with AdamW and a cosine schedule.
+    """Train any trainable method with AdamW and a one-cycle schedule: the protocol's loop over in-memory tensors.
+
+    Each batch runs ``for step in training_steps(model, x, y): step.total.backward()`` then one optimizer step.
 
     Args:
-        model: the model; its ``forward`` gets standardised images.
+        model: a method (:func:`wsolkit.create_method`); its ``forward`` gets standardised images.
         images: ``(N, 3, H, W)`` images in ``[0, 1]``.
         labels: ``(N,)`` class indices.
         epochs: passes over the data.
@@ -67,15 +92,12 @@ def fit(
         lr: peak learning rate.
         weight_decay: AdamW weight decay.
         seed: seeds the shuffling and augmentation.
-        loss_fn: ``loss_fn(output, labels)``; default cross-entropy on the logits.
-        step_fn: ``step_fn(model, x, y) -> loss`` replacing forward + loss entirely (e.g. methods with their own
-            training step); ``backward`` is still called here on the returned loss unless it does not require grad.
         augment: random flips / transposes.
         progress: show a tqdm progress bar.
         device: device to train on.
 
     Returns:
-        The mean training loss of each epoch.
+        The mean training loss of each epoch (sum of the steps' totals per batch).
 
     A model with a ``recalibrate_statistics(images, batch_size)`` method (e.g. :class:`wsolkit.maxmin.MaxMin`) has
     it called once on the standardised training images at the end.
@@ -103,17 +125,13 @@ def fit(
             x = standardize(x).to(device)
             y = labels[idx].to(device)
             opt.zero_grad(set_to_none=True)
-            if step_fn is not None:
-                loss = step_fn(model, x, y)
-            else:
-                out = model(x)
-                logits = out[0] if isinstance(out, tuple) else out
-                loss = loss_fn(out, y) if loss_fn is not None else F.cross_entropy(logits, y)
-            if loss.requires_grad:
-                loss.backward()
+            loss = 0.0
+            for step in training_steps(model, x, y):
+                step.total.backward()
+                loss += float(step.total.detach())
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
+            total += loss * len(idx)
             count += len(idx)
             bar.update(1)
             bar.set_postfix(loss=f"{total / count:.3f}")

@@ -11,7 +11,10 @@ from wsolkit.heads.mil import DeepMIL, attention_pool
 from wsolkit.heads.prm import PRM, find_peaks, prm_pool
 from wsolkit.heads.wildcat import WILDCAT, class_wise_pool, wildcat_pool
 
+from wsolkit.heads._methods import bottom_up_method
+
 __all__ = [
+    "bottom_up_method",
     "GAP",
     "gap_pool",
     "MaxPool",
