@@ -13,7 +13,7 @@ import torch
 
 from wsolkit.metrics import localization_histogram, localization_metrics
 from wsolkit.metrics.boxes import box_accuracy
-from wsolkit.metrics.evaluate_cli import evaluate_folders, register, run
+from wsolkit.cli.evaluate import evaluate_folders, register, run
 
 
 def _parser():

@@ -6,7 +6,7 @@
 - :mod:`~wsolkit.metrics.boxes`: MaxBoxAcc, MaxBoxAccV2, top-1 localization.
 - :mod:`~wsolkit.metrics.meters`: streaming meters with ``merge`` / ``sync`` (torch.distributed).
 - :mod:`~wsolkit.metrics.selection`: B-LOC subset and B-LOC / B-CL model selection.
-- ``wsolkit evaluate``: :mod:`~wsolkit.metrics.evaluate_cli`.
+- ``wsolkit evaluate``: :mod:`~wsolkit.cli.evaluate`.
 """
 
 from wsolkit.metrics.boxes import box_accuracy
