@@ -15,8 +15,8 @@ import torch.nn as nn
 
 from wsolkit import cams as cam_ops
 from wsolkit._checks import WSOLTypeError
-from wsolkit.output import LossOutput
 from wsolkit.metrics.pxap import binned_counts, pxap_from_counts
+from wsolkit.output import LossOutput
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "standardize", "training_steps", "fit", "predict_maps", "evaluate"]
 

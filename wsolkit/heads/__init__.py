@@ -3,6 +3,7 @@
 Registered names (:func:`create_head`): ``"gap"``, ``"max"``, ``"lse"``, ``"wildcat"``, ``"prm"``, ``"deepmil"``.
 """
 
+from wsolkit.heads._methods import bottom_up_method
 from wsolkit.heads._registry import create_head, list_heads, register_head
 from wsolkit.heads.gap import GAP, gap_pool
 from wsolkit.heads.lse import LSE, lse_pool
@@ -10,8 +11,6 @@ from wsolkit.heads.max import MaxPool, max_pool
 from wsolkit.heads.mil import DeepMIL, attention_pool
 from wsolkit.heads.prm import PRM, find_peaks, prm_pool
 from wsolkit.heads.wildcat import WILDCAT, class_wise_pool, wildcat_pool
-
-from wsolkit.heads._methods import bottom_up_method
 
 __all__ = [
     "bottom_up_method",
