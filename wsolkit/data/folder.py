@@ -37,10 +37,13 @@ MASK_SUFFIXES = (".png", ".tif", ".tiff")
 
 def _read_array(path: Path) -> np.ndarray | torch.Tensor:
     suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        try:
+            import tifffile
+        except ImportError:
+            raise ImportError(f"reading {str(path)!r} needs tifffile: pip install 'wsolkit[wsi]'") from None
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
             return np.asarray(tifffile.imread(str(path)))
         from torchvision.io import ImageReadMode, decode_image, read_file
 
