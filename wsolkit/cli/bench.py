@@ -14,18 +14,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="run the benchmarks (benchmarks/bench_*.py) and print their tables")
     bench.add_argument("only", nargs="*", help="run only the benchmarks whose name contains one of these")
     bench.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
-    bench.add_argument("--dir", default=None, help="folder holding bench_*.py (default: ./benchmarks)")
+    bench.add_argument("--dir", default=None,
+                       help="folder holding bench_*.py (default: ./benchmarks, else the package's wsolkit/benchmarks)")
     bench.set_defaults(func=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
     import subprocess
 
-    root = Path(args.dir) if args.dir else Path.cwd() / "benchmarks"
-    if not root.is_dir():
-        root = Path(__file__).resolve().parents[2] / "benchmarks"
-    if not root.is_dir():
-        print(f"no benchmarks folder found (looked in {Path.cwd() / 'benchmarks'}); pass --dir", file=sys.stderr)
+    if args.dir:
+        candidates = [Path(args.dir)]
+    else:  # a checkout's ./benchmarks, the copy shipped in the package (wheels), the source tree of an editable install
+        here = Path(__file__).resolve()
+        candidates = [Path.cwd() / "benchmarks", here.parents[1] / "benchmarks", here.parents[2] / "benchmarks"]
+    root = next((c for c in candidates if c.is_dir() and any(c.glob("bench_*.py"))), None)
+    if root is None:
+        print(f"no bench_*.py found (looked in {', '.join(str(c) for c in candidates)}); pass --dir", file=sys.stderr)
         return 2
     scripts = sorted(root.glob("bench_*.py"))
     if args.only:

@@ -22,7 +22,9 @@ The same ``(kind, split, seed, index)`` always gives the same sample, bit for bi
 from __future__ import annotations
 
 import math
+import os
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from wsolkit._checks import check_choice, check_int
+from wsolkit.data.masks import MaskConvention
 
 __all__ = ["SyntheticHistology", "CLASS_NAMES"]
 
@@ -149,6 +152,40 @@ class SyntheticHistology(Dataset):
             masks[i] = torch.from_numpy(mask)
         labels = torch.tensor([self.label(i) for i in range(self.n)], dtype=torch.long)
         return images, labels, masks
+
+    def to_folder(self, root: str | os.PathLike, convention: MaskConvention | None = None) -> tuple[Path, Path]:
+        """Write the items as files, the layout of :class:`~wsolkit.data.ImageFolderDataset`.
+
+        ``root/images/<class name>/<split>_<index>.png`` (8-bit RGB) and ``root/masks/<split>_<index>.png`` with
+        ``root/masks/dataset.json`` declaring ``convention`` (default 0/255, as mask images are usually stored).
+
+        Returns:
+            ``(images folder, masks folder)``.
+
+        Example:
+            >>> import tempfile
+            >>> images, masks = SyntheticHistology("glas", "test", n=2, size=64).to_folder(tempfile.mkdtemp())
+            >>> sorted(p.name for p in images.iterdir()), len(list(masks.glob("*.png")))
+            (['benign', 'malignant'], 2)
+        """
+        from wsolkit.data.masks import BINARY_255, write_dataset_json
+
+        convention = convention or BINARY_255
+        root = Path(root)
+        images, masks = root / "images", root / "masks"
+        for name in self.class_names:
+            (images / name).mkdir(parents=True, exist_ok=True)
+        masks.mkdir(parents=True, exist_ok=True)
+        lut = np.array([convention.background, convention.foreground], dtype=np.uint16)
+        for i in range(self.n):
+            image, mask = self.render(i)
+            stem = f"{self.split}_{i:04d}"
+            rgb = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+            cv2.imwrite(str(images / self.class_names[self.label(i)] / f"{stem}.png"), rgb[..., ::-1])
+            stored = lut[mask]
+            cv2.imwrite(str(masks / f"{stem}.png"), stored.astype(np.uint8) if stored.max() < 256 else stored)
+        write_dataset_json(masks, convention, classes=list(self.class_names))
+        return images, masks
 
     # ------------------------------------------------------------------ rendering
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
