@@ -203,12 +203,33 @@ def create_method(
                 f"method {entry.name!r} explains or refines a trained model: pass `classifier=` (a timm / "
                 f"torchvision / Hugging Face classifier or a WSOLModel)"
             )
-        return entry.obj(num_classes, classifier=resolve_classifier(classifier, num_classes, pretrained), **options)
-    if classifier is not None:
-        raise WSOLValueError(f"method {entry.name!r} is trained from a backbone: pass `backbone=`, not `classifier=`")
-    if num_classes is None:
-        raise WSOLValueError(f"method {entry.name!r} needs `num_classes` (it trains a new classifier)")
-    return entry.obj(num_classes, backbone=backbone, pretrained=pretrained, **options)
+        method = entry.obj(num_classes, classifier=resolve_classifier(classifier, num_classes, pretrained),
+                           **options)
+        recorded = {"classifier": classifier} if isinstance(classifier, str) else {}
+    else:
+        if classifier is not None:
+            raise WSOLValueError(
+                f"method {entry.name!r} is trained from a backbone: pass `backbone=`, not `classifier=`"
+            )
+        if num_classes is None:
+            raise WSOLValueError(f"method {entry.name!r} needs `num_classes` (it trains a new classifier)")
+        method = entry.obj(num_classes, backbone=backbone, pretrained=pretrained, **options)
+        recorded = {"backbone": backbone} if isinstance(backbone, str) else {}
+    # what a checkpoint needs to rebuild the method (wsolkit.training.load_method): its name and the options that
+    # are plain data (modules given as arguments cannot be recorded and must be passed again)
+    method.method_name = entry.name
+    method.method_options = {**recorded, **{k: v for k, v in options.items() if _plain(v)}}
+    return method
+
+
+def _plain(v: Any) -> bool:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_plain(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _plain(x) for k, x in v.items())
+    return False
 
 
 def resolve_backbone(backbone: str | nn.Module, pretrained: bool = False, output_stride: int = 32,
