@@ -139,14 +139,25 @@ def _small_cnn(pretrained: bool = False, output_stride: int = 32, **kwargs) -> B
 
 
 @functools.lru_cache(maxsize=1)
-def _library_names() -> tuple[dict[str, str], dict[str, str]]:
-    """``{registry key: name}`` of timm models and of ``tv:``-prefixed torchvision models."""
+def _library_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Names of the timm models and of the ``tv:``-prefixed torchvision models."""
     import timm
     import torchvision
 
-    timm_names = {normalize_name(n): n for n in timm.list_models()}
-    tv_names = {normalize_name(_TV_PREFIX + n): _TV_PREFIX + n for n in torchvision.models.list_models()}
-    return timm_names, tv_names
+    return tuple(timm.list_models()), tuple(_TV_PREFIX + n for n in torchvision.models.list_models())
+
+
+def _lookup(name: str, names: tuple[str, ...]) -> str:
+    """The library name ``name`` stands for: itself, else the one name with the same registry key."""
+    if name in names:
+        return name
+    key = normalize_name(name)
+    same = [n for n in names if normalize_name(n) == key]
+    if len(same) == 1:
+        return same[0]
+    if same:  # e.g. torchvision's regnet_x_16gf and regnet_x_1_6gf share a key
+        raise UnknownNameError(f"backbone `name`={name!r} is ambiguous under the key rule; use one of {same}")
+    raise _unknown(name, list(names))
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
@@ -167,7 +178,7 @@ def list_backbones(pattern: str = "*") -> list[str]:
     if not isinstance(pattern, str):
         raise WSOLTypeError(f"`pattern` must be a string, got {type(pattern).__name__}")
     timm_names, tv_names = _library_names()
-    names = set(_LOCAL.list()) | set(timm_names.values()) | set(tv_names.values())
+    names = set(_LOCAL.list()) | set(timm_names) | set(tv_names)
     pat = pattern.lower()
     key_pat = pat.replace("-", "").replace("_", "").replace(" ", "")
     return sorted(n for n in names if fnmatch.fnmatchcase(n.lower(), pat) or
@@ -215,10 +226,7 @@ def _create_timm(name: str, pretrained: bool, output_stride: int, **kwargs) -> B
     import timm
 
     if not timm.is_model(name):
-        timm_names = _library_names()[0]
-        if normalize_name(name) not in timm_names:
-            raise _unknown(name, list(timm_names.values()) + [_TV_PREFIX + "resnet50", *_LOCAL.list()])
-        name = timm_names[normalize_name(name)]
+        name = _lookup(name, _library_names()[0])
     if output_stride != 32:
         try:
             model = timm.create_model(
@@ -263,11 +271,8 @@ def _create_timm(name: str, pretrained: bool, output_stride: int, **kwargs) -> B
 def _create_torchvision(name: str, pretrained: bool, output_stride: int, **kwargs) -> Backbone:
     import torchvision
 
-    available = {normalize_name(_TV_PREFIX + n): n for n in torchvision.models.list_models(module=torchvision.models)}
-    if normalize_name(name) not in available:
-        raise _unknown(name, [_TV_PREFIX + n for n in available.values()])
-    arch = available[normalize_name(name)]
-    name = _TV_PREFIX + arch
+    name = _lookup(name, tuple(_TV_PREFIX + n for n in torchvision.models.list_models(module=torchvision.models)))
+    arch = name[len(_TV_PREFIX):]
     weights = "DEFAULT" if pretrained else None
     dilation_ok = arch.startswith(("resnet", "resnext", "wide_resnet"))
     if dilation_ok and output_stride != 32:
