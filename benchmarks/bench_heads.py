@@ -1,9 +1,10 @@
 """Training-step time of each pooling method relative to GAP (target: <= 1.10x).
 
 A training step is one pass of the protocol's loop — ``for step in method.training_steps(x, y):
-step.total.backward()`` then an SGD step — on ``wsolkit.create_method(name, classes, backbone=...)``. Default setting of the issue:
-resnet18 (random init), batch 16, 224 px, CPU. Steps of different heads are interleaved round-robin and the median
-per head is reported, which makes the ratios less sensitive to other processes on a shared machine.
+step.total.backward()`` then an SGD step — on ``wsolkit.create_method(name, classes, backbone=...)``.
+Default setting of the issue: resnet18 (random init), batch 16, 224 px, CPU. Steps of different heads are
+interleaved round-robin and the median per head is reported, which makes the ratios less sensitive to other
+processes on a shared machine.
 
 Usage::
 

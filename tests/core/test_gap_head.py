@@ -38,7 +38,8 @@ def test_gap_loads_a_checkpoint_with_the_bias_outside_the_convolution():
     head = GAP(3, 2)
     old = {"classifier.weight": torch.randn(2, 3, 1, 1), "bias": torch.tensor([0.5, -1.0])}
     head.load_state_dict(old)
-    assert torch.equal(head.classifier.bias, old["bias"]) and torch.equal(head.classifier.weight, old["classifier.weight"])
+    assert torch.equal(head.classifier.bias, old["bias"])
+    assert torch.equal(head.classifier.weight, old["classifier.weight"])
     assert sorted(head.state_dict()) == ["classifier.bias", "classifier.weight"]
 
 

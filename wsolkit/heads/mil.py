@@ -64,7 +64,8 @@ class DeepMIL(nn.Module):
 
     Shape:
         - input: :math:`(B, K, h, w)`
-        - logits: :math:`(B, C)`; cams and ``aux["attention"]``: :math:`(B, C, h, w)`; ``aux["bags"]``: :math:`(B, C, K)`
+        - logits: :math:`(B, C)`; cams and ``aux["attention"]``: :math:`(B, C, h, w)`
+        - ``aux["bags"]``: :math:`(B, C, K)`
 
     Example:
         >>> head = DeepMIL(in_channels=8, num_classes=2, gated=True)
