@@ -1,8 +1,10 @@
-"""Training-step time of each bottom-up head relative to GAP (target: <= 1.10x).
+"""Training-step time of each pooling method relative to GAP (target: <= 1.10x).
 
-A training step is forward + cross-entropy + backward + SGD step of backbone + head. Default setting of the issue:
-resnet18 (random init), batch 16, 224 px, CPU. Steps of different heads are interleaved round-robin and the median
-per head is reported, which makes the ratios less sensitive to other processes on a shared machine.
+A training step is one pass of the protocol's loop — ``for step in method.training_steps(x, y):
+step.total.backward()`` then an SGD step — on ``wsolkit.create_method(name, classes, backbone=...)``.
+Default setting of the issue: resnet18 (random init), batch 16, 224 px, CPU. Steps of different heads are
+interleaved round-robin and the median per head is reported, which makes the ratios less sensitive to other
+processes on a shared machine.
 
 Usage::
 
@@ -18,20 +20,19 @@ import statistics
 import time
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from wsolkit.backbones import create_backbone
-from wsolkit.heads import create_head, list_heads
-from wsolkit.models import WSOLModel
+import wsolkit
 
 DEFAULT_HEADS = ["gap", "max", "lse", "wildcat", "prm", "deepmil"]
 
 
-def _step(model: WSOLModel, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+def _step(method: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
     t = time.perf_counter()
     opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x).logits, y)
-    loss.backward()
+    for step in method.training_steps(x, y):
+        step.total.backward()
     opt.step()
     return time.perf_counter() - t
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--iters", type=int, default=5, help="timed steps per head (after one warm-up step)")
     p.add_argument("--head-iters", type=int, default=20, help="timed head-only forward/backward passes")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--heads", default=",".join(DEFAULT_HEADS), help=f"comma separated, from {list_heads()}")
+    p.add_argument("--heads", default=",".join(DEFAULT_HEADS), help=f"comma separated, from {wsolkit.list_methods()}")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     models, opts = {}, {}
     for name in names:
         kw = {"output_stride": 8, "width": 16} if args.backbone == "smallcnn" else {}
-        bb = create_backbone(args.backbone, **kw)
-        models[name] = WSOLModel(bb, create_head(name, bb.out_channels, args.classes)).train()
+        bb = wsolkit.create_backbone(args.backbone, **kw)
+        models[name] = wsolkit.create_method(name, args.classes, backbone=bb).train()
         opts[name] = torch.optim.SGD(models[name].parameters(), lr=1e-3, momentum=0.9)
         _step(models[name], opts[name], x, y)  # warm-up
     times: dict[str, list[float]] = {n: [] for n in names}

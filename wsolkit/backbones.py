@@ -1,5 +1,11 @@
 """Feature extractors by name: timm models, torchvision models (``"tv:<name>"``) and a small CNN.
 
+Names follow the registry key rule of :mod:`wsolkit.registry` (case-insensitive; ``-``, ``_`` and spaces ignored,
+so ``"ResNet-18"`` is ``"resnet18"``); :func:`list_backbones` takes an :mod:`fnmatch` pattern and an unknown name
+raises :class:`~wsolkit.registry.UnknownNameError` with close matches. Local builders (``"smallcnn"``, and yours
+through :func:`register_backbone`) live in a :class:`~wsolkit.registry.Registry`; timm and torchvision names are
+looked up in those libraries.
+
 Every backbone returned by :func:`create_backbone` maps images ``(B, 3, H, W)`` to features ``(B, K, h, w)`` and has
 the attributes ``out_channels`` (K) and ``reduction`` (H / h). ``output_stride`` 8 or 16 keeps the deepest features
 at a finer resolution: timm models that support it use dilation (ResNets: the survey's 28×28 maps at 224 px);
@@ -9,17 +15,22 @@ pooling is functional) are cut at the deepest feature level with that stride.
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 
-from wsolkit._checks import WSOLValueError, check_int, close_matches
+from wsolkit._checks import WSOLTypeError, WSOLValueError, check_int, close_matches
+from wsolkit.registry import Registry, UnknownNameError, normalize_name
 
-__all__ = ["Backbone", "SmallCNN", "create_backbone", "list_backbones"]
+__all__ = ["Backbone", "SmallCNN", "create_backbone", "list_backbones", "register_backbone"]
 
 _TV_PREFIX = "tv:"
-_LOCAL = ("smallcnn",)
+#: local builders ``builder(pretrained, output_stride, **kwargs) -> Backbone``
+_LOCAL: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
 
 class Backbone(nn.Module):
@@ -97,23 +108,86 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
 
-def list_backbones(pattern: str = "") -> list[str]:
-    """Names accepted by :func:`create_backbone`: timm models, ``tv:``-prefixed torchvision models and ``smallcnn``.
+def register_backbone(name: str, *, overwrite: bool = False) -> Callable[[Callable[..., nn.Module]], Callable]:
+    """Decorator registering a local backbone builder ``builder(pretrained, output_stride, **kwargs)``.
+
+    The builder returns a module mapping ``(B, 3, H, W)`` to ``(B, K, h, w)`` with integer ``out_channels`` and
+    ``reduction`` attributes (e.g. a :class:`Backbone`). Local names take precedence over timm names.
 
     Example:
-        >>> "resnet50" in list_backbones("resnet50") and "tv:resnet50" in list_backbones("resnet50")
-        True
+        >>> @register_backbone("tiny-conv", overwrite=True)
+        ... def tiny_conv(pretrained=False, output_stride=32, **kwargs):
+        ...     return Backbone(nn.Conv2d(3, 4, 3, stride=8, padding=1), out_channels=4, reduction=8, name="tinyconv")
+        >>> create_backbone("tiny_conv").out_channels
+        4
     """
+
+    def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _LOCAL.register(name, builder, overwrite=overwrite)
+        return builder
+
+    return deco
+
+
+@register_backbone("smallcnn")
+def _small_cnn(pretrained: bool = False, output_stride: int = 32, **kwargs) -> Backbone:
+    if pretrained:
+        warnings.warn("the 'smallcnn' backbone has no pretrained weights; `pretrained`=True is ignored", stacklevel=3)
+    depth = kwargs.pop("depth", {8: 3, 16: 4, 32: 5}[output_stride])
+    body = SmallCNN(depth=depth, **kwargs)
+    return Backbone(body, body.out_channels, body.reduction, "smallcnn")
+
+
+@functools.lru_cache(maxsize=1)
+def _library_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Names of the timm models and of the ``tv:``-prefixed torchvision models."""
     import timm
     import torchvision
 
-    names = list(timm.list_models()) + [_TV_PREFIX + n for n in torchvision.models.list_models()] + list(_LOCAL)
-    return [n for n in names if pattern in n]
+    return tuple(timm.list_models()), tuple(_TV_PREFIX + n for n in torchvision.models.list_models())
 
 
-def _unknown(name: str, choices: list[str]) -> WSOLValueError:
+def _lookup(name: str, names: tuple[str, ...]) -> str:
+    """The library name ``name`` stands for: itself, else the one name with the same registry key."""
+    if name in names:
+        return name
+    key = normalize_name(name)
+    same = [n for n in names if normalize_name(n) == key]
+    if len(same) == 1:
+        return same[0]
+    if same:  # e.g. torchvision's regnet_x_16gf and regnet_x_1_6gf share a key
+        raise UnknownNameError(f"backbone `name`={name!r} is ambiguous under the key rule; use one of {same}")
+    raise _unknown(name, list(names))
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    """Names accepted by :func:`create_backbone` matching ``pattern``, sorted alphabetically.
+
+    The names are the local ones (``"smallcnn"``), every timm model and the torchvision models with the ``"tv:"``
+    prefix. ``pattern`` is an :mod:`fnmatch` pattern, case-insensitive, matched against the name and against its
+    registry key (so ``"resnet-18*"`` finds ``"resnet18"``).
+
+    Example:
+        >>> list_backbones("tv:resnet1*")
+        ['tv:resnet101', 'tv:resnet152', 'tv:resnet18']
+        >>> "resnet18" in list_backbones("ResNet-18*")
+        True
+        >>> list_backbones("small*")
+        ['smallcnn']
+    """
+    if not isinstance(pattern, str):
+        raise WSOLTypeError(f"`pattern` must be a string, got {type(pattern).__name__}")
+    timm_names, tv_names = _library_names()
+    names = set(_LOCAL.list()) | set(timm_names) | set(tv_names)
+    pat = pattern.lower()
+    key_pat = pat.replace("-", "").replace("_", "").replace(" ", "")
+    return sorted(n for n in names if fnmatch.fnmatchcase(n.lower(), pat) or
+                  fnmatch.fnmatchcase(normalize_name(n), key_pat))
+
+
+def _unknown(name: str, choices: list[str]) -> UnknownNameError:
     hint = close_matches(name, choices)
-    return WSOLValueError(
+    return UnknownNameError(
         f"unknown backbone `name`={name!r}" + (f"; did you mean one of {hint}?" if hint else "; see list_backbones()")
     )
 
@@ -152,7 +226,7 @@ def _create_timm(name: str, pretrained: bool, output_stride: int, **kwargs) -> B
     import timm
 
     if not timm.is_model(name):
-        raise _unknown(name, list(timm.list_models()) + [_TV_PREFIX + "resnet50", *_LOCAL])
+        name = _lookup(name, _library_names()[0])
     if output_stride != 32:
         try:
             model = timm.create_model(
@@ -197,10 +271,8 @@ def _create_timm(name: str, pretrained: bool, output_stride: int, **kwargs) -> B
 def _create_torchvision(name: str, pretrained: bool, output_stride: int, **kwargs) -> Backbone:
     import torchvision
 
+    name = _lookup(name, tuple(_TV_PREFIX + n for n in torchvision.models.list_models(module=torchvision.models)))
     arch = name[len(_TV_PREFIX):]
-    available = torchvision.models.list_models(module=torchvision.models)
-    if arch not in available:
-        raise _unknown(name, [_TV_PREFIX + n for n in available])
     weights = "DEFAULT" if pretrained else None
     dilation_ok = arch.startswith(("resnet", "resnext", "wide_resnet"))
     if dilation_ok and output_stride != 32:
@@ -277,7 +349,8 @@ def create_backbone(name: str, pretrained: bool = False, output_stride: int = 32
 
     Args:
         name: a timm model name (``"resnet50"``, ``"vgg16"``, ``"inception_v3"``), a torchvision name with the
-            ``"tv:"`` prefix (``"tv:resnet50"``), or ``"smallcnn"`` (:class:`SmallCNN`, ``kwargs`` passed to it).
+            ``"tv:"`` prefix (``"tv:resnet50"``), or a local name: ``"smallcnn"`` (:class:`SmallCNN`, ``kwargs``
+            passed to it) or one of :func:`register_backbone`. Key rule of :mod:`wsolkit.registry`.
         pretrained: load ImageNet weights through timm / torchvision (needs network access or a local cache).
         output_stride: 32, 16 or 8.
         **kwargs: passed to the model constructor.
@@ -286,7 +359,8 @@ def create_backbone(name: str, pretrained: bool = False, output_stride: int = 32
         A :class:`Backbone` with ``out_channels`` and ``reduction``.
 
     Raises:
-        WSOLValueError: unknown name (the message lists close matches) or unsupported ``output_stride``.
+        UnknownNameError: unknown name (the message lists close matches).
+        WSOLValueError: unsupported ``output_stride``.
 
     Shape:
         - input: :math:`(B, 3, H, W)`
@@ -298,13 +372,11 @@ def create_backbone(name: str, pretrained: bool = False, output_stride: int = 32
         (512, 8, (1, 512, 28, 28))
     """
     if not isinstance(name, str):
-        raise TypeError(f"`name` must be a string, got {type(name).__name__}")
+        raise WSOLTypeError(f"`name` must be a string, got {type(name).__name__}")
     if output_stride not in (8, 16, 32):
         raise WSOLValueError(f"`output_stride` must be 8, 16 or 32, got {output_stride}")
-    if name == "smallcnn":
-        depth = kwargs.pop("depth", {8: 3, 16: 4, 32: 5}[output_stride])
-        body = SmallCNN(depth=depth, **kwargs)
-        return Backbone(body, body.out_channels, body.reduction, name)
-    if name.startswith(_TV_PREFIX):
+    if name in _LOCAL:
+        return _LOCAL.get(name)(pretrained=pretrained, output_stride=output_stride, **kwargs)
+    if name.lower().startswith(_TV_PREFIX):
         return _create_torchvision(name, pretrained, output_stride, **kwargs)
     return _create_timm(name, pretrained, output_stride, **kwargs)

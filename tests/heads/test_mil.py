@@ -21,6 +21,7 @@ def ref_mil(head, f):
     ba = head.attention_w.bias.double()
     logits = torch.zeros(b, head.num_classes, dtype=torch.float64)
     att = torch.zeros(b, head.num_classes, h, w, dtype=torch.float64)
+    scores = torch.zeros(b, head.num_classes, h, w, dtype=torch.float64)
     for i in range(b):
         inst = [f[i, :, y, x].double() for y in range(h) for x in range(w)]
         hid = []
@@ -36,7 +37,8 @@ def ref_mil(head, f):
             bag = sum(ai * v for ai, v in zip(a, inst))
             logits[i, c] = float(head.classifier_weight[c].double() @ bag + head.classifier_bias[c].double())
             att[i, c] = torch.tensor(a, dtype=torch.float64).view(h, w)
-    return logits, att
+            scores[i, c] = torch.tensor(psi, dtype=torch.float64).view(h, w)
+    return logits, att, scores
 
 
 @pytest.mark.parametrize("gated", [False, True])
@@ -45,13 +47,16 @@ def test_reference(gated, shape):
     head = DeepMIL(shape[1], 3, mid_channels=6, gated=gated).double()
     f = torch.randn(*shape, dtype=torch.float64)
     out = head(f)
-    logits, att = ref_mil(head, f)
+    logits, att, scores = ref_mil(head, f)
     torch.testing.assert_close(out.logits, logits)
-    torch.testing.assert_close(out.cams, att)
-    torch.testing.assert_close(out.cams.sum((-2, -1)), torch.ones(shape[0], 3, dtype=torch.float64))
+    # cams: the raw attention logits psi; the softmax weights in aux["attention"]
+    torch.testing.assert_close(out.cams, scores)
+    torch.testing.assert_close(out.aux["attention"], att)
+    torch.testing.assert_close(out.aux["attention"].sum((-2, -1)), torch.ones(shape[0], 3, dtype=torch.float64))
+    assert sorted(out.aux) == ["attention", "bags"]
     # function == Module
-    bags, a2 = attention_pool(f, out.aux["attention_scores"])
-    torch.testing.assert_close(a2, out.cams)
+    bags, a2 = attention_pool(f, out.cams)
+    torch.testing.assert_close(a2, out.aux["attention"])
     torch.testing.assert_close(bags, out.aux["bags"])
 
 

@@ -1,16 +1,14 @@
-"""GAP / CAM head (Zhou et al. 2016; survey eqs. 2-3)."""
+"""GAP / CAM head (Zhou et al. 2016; survey eqs. 2-3): class maps averaged over space."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from wsolkit._checks import check_int
 from wsolkit.heads._base import check_features
 from wsolkit.heads._registry import register_head
-from wsolkit.output import WSOLOutput
+from wsolkit.heads.conv_pool import ConvPoolHead, Pooling, register_pooling
 
-__all__ = ["gap_pool", "GAP"]
+__all__ = ["gap_pool", "GAPPooling", "GAP"]
 
 
 def gap_pool(maps: torch.Tensor) -> torch.Tensor:
@@ -34,18 +32,31 @@ def gap_pool(maps: torch.Tensor) -> torch.Tensor:
     return maps.mean(dim=(-2, -1))
 
 
+@register_pooling("gap")
+class GAPPooling(Pooling):
+    """:func:`gap_pool` as a module.
+
+    Example:
+        >>> GAPPooling()(torch.ones(1, 2, 3, 3))
+        tensor([[1., 1.]])
+    """
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return gap_pool(maps)
+
+
 @register_head("gap")
-class GAP(nn.Module):
+class GAP(ConvPoolHead):
     """Class activation mapping head: 1×1 convolution to class maps, then global average pooling.
 
-    Class maps ``M_c = Σ_k W_ck F_k`` (survey eq. 2); logits ``s_c = mean_ij M_c(i, j) + b_c`` (eq. 3). Because
-    averaging and the linear layer commute, this is exactly the classic GAP → linear classifier, and ``M`` is
-    the CAM of Zhou et al. (2016) (the bias does not change a normalised map, so it is left out of ``cams``).
+    Class maps ``M_c = Σ_k W_ck F_k + b_c`` (survey eq. 2); logits ``s_c = mean_ij M_c(i, j)`` (eq. 3). Averaging
+    and the linear layer commute, so this is exactly the classic GAP → linear classifier and ``M`` is the CAM of
+    Zhou et al. (2016).
 
     Args:
         in_channels: feature channels K.
         num_classes: classes C.
-        bias: learn a per-class bias on the logits.
+        bias: learn a per-class bias.
 
     Shape:
         - input: :math:`(B, K, h, w)`
@@ -58,20 +69,8 @@ class GAP(nn.Module):
         (torch.Size([3, 2]), torch.Size([3, 2, 7, 7]))
     """
 
+    # earlier releases kept the bias outside the convolution
+    _legacy_keys = {"bias": "classifier.bias"}
+
     def __init__(self, in_channels: int, num_classes: int, bias: bool = True):
-        super().__init__()
-        self.in_channels = check_int(in_channels, "in_channels", low=1)
-        self.num_classes = check_int(num_classes, "num_classes", low=1)
-        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1, bias=False)
-        self.bias = nn.Parameter(torch.zeros(num_classes)) if bias else None
-
-    def forward(self, features: torch.Tensor) -> WSOLOutput:
-        check_features(features, self.in_channels)
-        cams = self.classifier(features)
-        logits = gap_pool(cams)
-        if self.bias is not None:
-            logits = logits + self.bias
-        return WSOLOutput(logits, cams, {})
-
-    def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}, num_classes={self.num_classes}, bias={self.bias is not None}"
+        super().__init__(in_channels, num_classes, "gap", bias=bias)

@@ -7,12 +7,12 @@ import math
 import torch
 import torch.nn as nn
 
-from wsolkit._checks import WSOLValueError, check_int, check_number
+from wsolkit._checks import WSOLValueError, check_number
 from wsolkit.heads._base import check_features
 from wsolkit.heads._registry import register_head
-from wsolkit.output import WSOLOutput
+from wsolkit.heads.conv_pool import ConvPoolHead, Pooling, register_pooling
 
-__all__ = ["lse_pool", "LSE"]
+__all__ = ["lse_pool", "LSEPooling", "LSE"]
 
 
 def lse_pool(maps: torch.Tensor, q: float | torch.Tensor = 5.0) -> torch.Tensor:
@@ -52,17 +52,48 @@ def lse_pool(maps: torch.Tensor, q: float | torch.Tensor = 5.0) -> torch.Tensor:
     return top.squeeze(-1) + lse / q
 
 
-@register_head("lse")
-class LSE(nn.Module):
-    """LSE head: 1×1 convolution to class maps (the CAMs), logits = :func:`lse_pool` with fixed or learnable ``q``.
+@register_pooling("lse")
+class LSEPooling(Pooling):
+    """:func:`lse_pool` with a fixed or learnable sharpness ``q`` (learnable: ``q = exp(log_q)``, so it stays > 0).
 
-    A learnable ``q`` is parametrised as ``q = exp(log_q)`` so it stays positive.
+    Args:
+        q: sharpness (initial value when learnable).
+        learnable: learn ``q``.
+
+    Example:
+        >>> LSEPooling(q=1.0)(torch.zeros(1, 2, 3, 3))
+        tensor([[0., 0.]])
+    """
+
+    def __init__(self, q: float = 5.0, learnable: bool = False):
+        super().__init__()
+        self._q = check_number(q, "q", low=0.0, low_inclusive=False)
+        self.learnable = bool(learnable)
+        self.log_q = nn.Parameter(torch.tensor(math.log(self._q))) if self.learnable else None
+
+    @property
+    def q(self) -> torch.Tensor | float:
+        """Current sharpness ``q`` (a tensor when learnable, else the fixed float)."""
+        return self.log_q.exp() if self.log_q is not None else self._q
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        q = self.q
+        return lse_pool(maps, q.to(maps.dtype) if isinstance(q, torch.Tensor) else q)
+
+    def extra_repr(self) -> str:
+        q = self.q.detach() if isinstance(self.q, torch.Tensor) else self.q
+        return f"q={float(q):.4g}, learnable={self.learnable}"
+
+
+@register_head("lse")
+class LSE(ConvPoolHead):
+    """LSE head: 1×1 convolution to class maps (the CAMs), logits = :func:`lse_pool` with fixed or learnable ``q``.
 
     Args:
         in_channels: feature channels K.
         num_classes: classes C.
         q: sharpness (initial value when learnable); survey Table 9 grid: 1-10.
-        learnable: learn ``q``.
+        learnable: learn ``q`` (parametrised as ``q = exp(log_q)``).
         bias: learn a per-class bias.
 
     Shape:
@@ -76,32 +107,23 @@ class LSE(nn.Module):
         (torch.Size([3, 2]), 5.0)
     """
 
+    # earlier releases held log_q on the head itself
+    _legacy_keys = {"log_q": "pool.log_q"}
+
     def __init__(self, in_channels: int, num_classes: int, q: float = 5.0, learnable: bool = False, bias: bool = True):
-        super().__init__()
-        self.in_channels = check_int(in_channels, "in_channels", low=1)
-        self.num_classes = check_int(num_classes, "num_classes", low=1)
-        q = check_number(q, "q", low=0.0, low_inclusive=False)
-        self.learnable = bool(learnable)
-        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1, bias=bool(bias))
-        self._q = q
-        self.log_q = nn.Parameter(torch.tensor(math.log(q))) if self.learnable else None
+        super().__init__(in_channels, num_classes, "lse", bias=bias, q=q, learnable=learnable)
 
     @property
     def q(self) -> torch.Tensor | float:
-        """Current sharpness ``q`` (a tensor when learnable, else the fixed float)."""
-        return self.log_q.exp() if self.log_q is not None else self._q
+        """Current sharpness ``q``."""
+        return self.pool.q
 
-    def forward(self, features: torch.Tensor) -> WSOLOutput:
-        check_features(features, self.in_channels)
-        cams = self.classifier(features)
-        q = self.q
-        if isinstance(q, torch.Tensor):
-            q = q.to(cams.dtype)
-        return WSOLOutput(lse_pool(cams, q), cams, {})
+    @property
+    def learnable(self) -> bool:
+        """Whether ``q`` is learnt."""
+        return self.pool.learnable
 
-    def extra_repr(self) -> str:
-        q = self.q.detach() if isinstance(self.q, torch.Tensor) else self.q
-        return (
-            f"in_channels={self.in_channels}, num_classes={self.num_classes}, q={float(q):.4g}, "
-            f"learnable={self.learnable}"
-        )
+    @property
+    def log_q(self) -> torch.Tensor | None:
+        """The learnable ``log q`` parameter (``None`` when ``q`` is fixed)."""
+        return self.pool.log_q

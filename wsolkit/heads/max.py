@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from wsolkit._checks import check_int
 from wsolkit.heads._base import check_features
 from wsolkit.heads._registry import register_head
-from wsolkit.output import WSOLOutput
+from wsolkit.heads.conv_pool import ConvPoolHead, Pooling, register_pooling
 
-__all__ = ["max_pool", "MaxPool"]
+__all__ = ["max_pool", "MaxPooling", "MaxPool"]
 
 
 def max_pool(maps: torch.Tensor) -> torch.Tensor:
@@ -36,8 +34,21 @@ def max_pool(maps: torch.Tensor) -> torch.Tensor:
     return maps.amax(dim=(-2, -1))
 
 
+@register_pooling("max")
+class MaxPooling(Pooling):
+    """:func:`max_pool` as a module.
+
+    Example:
+        >>> MaxPooling()(torch.arange(4.0).view(1, 1, 2, 2))
+        tensor([[3.]])
+    """
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return max_pool(maps)
+
+
 @register_head("max")
-class MaxPool(nn.Module):
+class MaxPool(ConvPoolHead):
     """MAX-Pool head: 1×1 convolution to class maps (the CAMs), logits = spatial max (Oquab et al. 2015).
 
     Args:
@@ -57,17 +68,4 @@ class MaxPool(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, bias: bool = True):
-        super().__init__()
-        self.in_channels = check_int(in_channels, "in_channels", low=1)
-        self.num_classes = check_int(num_classes, "num_classes", low=1)
-        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1, bias=bool(bias))
-
-    def forward(self, features: torch.Tensor) -> WSOLOutput:
-        check_features(features, self.in_channels)
-        cams = self.classifier(features)
-        return WSOLOutput(max_pool(cams), cams, {})
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_channels={self.in_channels}, num_classes={self.num_classes}, bias={self.classifier.bias is not None}"
-        )
+        super().__init__(in_channels, num_classes, "max", bias=bias)

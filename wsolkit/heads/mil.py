@@ -51,8 +51,10 @@ class DeepMIL(nn.Module):
 
     ``ψ_1(f) = w_c tanh(V f)`` (eq. 8) or the gated ``ψ_2(f) = w_c [tanh(V f) ⊙ σ(U f)]`` (eq. 9), with ``V, U`` shared
     (``L = mid_channels``); ``A_c = softmax(ψ_c)`` over the ``h·w`` instances; bag ``f_c = Σ A_c F``; logit
-    ``s_c = u_c · f_c + b_c``. The attention maps ``A_c`` are the CAMs; the raw scores ``ψ`` are in
-    ``aux["attention_scores"]``.
+    ``s_c = u_c · f_c + b_c``. The CAMs are the attention logits ``ψ_c`` (raw evidence, one per class); the softmax
+    weights ``A_c`` are in ``aux["attention"]`` and the bags in ``aux["bags"]``. ``A_c = exp(ψ_c) / Σ exp(ψ_c)`` ranks
+    locations as ``ψ_c`` does, but its exponential squeezes the min-max normalised map towards its peak, so the
+    protocol's thresholds see a few bright locations and the rest near 0.
 
     Args:
         in_channels: feature channels K.
@@ -62,13 +64,14 @@ class DeepMIL(nn.Module):
 
     Shape:
         - input: :math:`(B, K, h, w)`
-        - logits: :math:`(B, C)`; cams: :math:`(B, C, h, w)`
+        - logits: :math:`(B, C)`; cams and ``aux["attention"]``: :math:`(B, C, h, w)`
+        - ``aux["bags"]``: :math:`(B, C, K)`
 
     Example:
         >>> head = DeepMIL(in_channels=8, num_classes=2, gated=True)
         >>> out = head(torch.randn(3, 8, 7, 7))
-        >>> out.logits.shape, out.cams.sum(dim=(-2, -1)).allclose(torch.ones(3, 2))
-        (torch.Size([3, 2]), True)
+        >>> out.logits.shape, out.cams.shape, out.aux["attention"].sum(dim=(-2, -1)).allclose(torch.ones(3, 2))
+        (torch.Size([3, 2]), torch.Size([3, 2, 7, 7]), True)
     """
 
     def __init__(self, in_channels: int, num_classes: int, mid_channels: int = 128, gated: bool = False):
@@ -96,7 +99,7 @@ class DeepMIL(nn.Module):
         psi = self.scores(features)
         bags, attention = attention_pool(features, psi)
         logits = (bags * self.classifier_weight).sum(dim=-1) + self.classifier_bias
-        return WSOLOutput(logits, attention, {"attention_scores": psi, "bags": bags})
+        return WSOLOutput(logits, psi, {"attention": attention, "bags": bags})
 
     def extra_repr(self) -> str:
         return (

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from wsolkit._checks import WSOLValueError, check_choice, check_int
 from wsolkit.heads._base import check_features
 from wsolkit.heads._registry import register_head
-from wsolkit.output import WSOLOutput
+from wsolkit.heads.conv_pool import ConvPoolHead, Pooling, register_pooling
 
-__all__ = ["find_peaks", "prm_pool", "PRM"]
+__all__ = ["find_peaks", "prm_pool", "PRMPooling", "PRM"]
 
-_FILTERS = ("none", "median")
+_FILTERS = ("median", "none")
+_GRADIENTS = ("exact", "reference")
 
 
 def _check_window(window: int) -> int:
@@ -23,18 +23,21 @@ def _check_window(window: int) -> int:
     return window
 
 
-def find_peaks(maps: torch.Tensor, window: int = 3, peak_filter: str = "none") -> torch.Tensor:
-    """Local maxima of each class map within a ``window × window`` neighbourhood.
+def find_peaks(maps: torch.Tensor, window: int = 3, peak_filter: str = "median") -> torch.Tensor:
+    """Local maxima of each class map within a ``window × window`` neighbourhood, as the PRM reference finds them.
 
-    A location is a peak when its value equals the maximum of its neighbourhood (borders are padded with
-    ``-inf``; equal neighbours on a plateau are all peaks). ``peak_filter="median"`` keeps only the peaks at or
-    above the median of their map (the filter of the PRM reference implementation). The global maximum is always a
-    peak, so every map has at least one. Not differentiable (a boolean mask).
+    A location is a peak when it is the *argmax* of its neighbourhood: its value is the neighbourhood maximum and no
+    neighbour earlier in row-major order has that value (borders are padded with ``-inf``). This is the rule of
+    ``ZhouYanzhao/PRM`` ``peak_stimulation`` (``max_pool2d(..., return_indices=True)`` compared with each location's
+    index, first index on ties), so a plateau gives one peak, not one per location. ``peak_filter="median"`` (the
+    reference module's default, ``PeakResponseMapping._median_filter``) keeps the peaks at or above the map's
+    median (the lower middle value for an even count, ``torch.median``); ``"none"`` keeps all. The first global
+    maximum is always a peak, so every map has at least one. Not differentiable (a boolean mask).
 
     Args:
         maps: class maps.
         window: odd neighbourhood size ``r`` (survey Table 9: 3-13).
-        peak_filter: ``"none"`` or ``"median"``.
+        peak_filter: ``"median"`` or ``"none"``.
 
     Returns:
         Boolean peak mask.
@@ -44,35 +47,51 @@ def find_peaks(maps: torch.Tensor, window: int = 3, peak_filter: str = "none") -
         - output: :math:`(B, C, h, w)`, bool
 
     Example:
-        >>> m = torch.tensor([[[[1.0, 0.0, 0.0, 2.0, 0.0]]]])
-        >>> find_peaks(m, window=3).int()
+        >>> m = torch.tensor([[[[1.0, 0.0, 0.0, 2.0, 2.0]]]])
+        >>> find_peaks(m, window=3, peak_filter="none").int()  # the plateau 2, 2 gives one peak
         tensor([[[[1, 0, 0, 1, 0]]]], dtype=torch.int32)
     """
     check_features(maps, name="maps")
     window = _check_window(window)
     peak_filter = check_choice(peak_filter, "peak_filter", _FILTERS)
     m = maps.detach()
-    neighbourhood_max = F.max_pool2d(m, kernel_size=window, stride=1, padding=window // 2)
-    peaks = m >= neighbourhood_max
+    h, w = m.shape[-2:]
+    r = window // 2
+    padded = F.pad(m, (r, r, r, r), value=float("-inf"))
+    peaks = torch.ones_like(m, dtype=torch.bool)
+    for di in range(-r, r + 1):
+        for dj in range(-r, r + 1):
+            if di == 0 and dj == 0:
+                continue
+            neighbour = padded[..., r + di : r + di + h, r + dj : r + dj + w]
+            earlier = di < 0 or (di == 0 and dj < 0)  # scanned before the centre: must be strictly lower
+            peaks &= (m > neighbour) if earlier else (m >= neighbour)
     if peak_filter == "median":
         med = m.flatten(2).median(dim=-1).values[..., None, None]
-        peaks = peaks & (m >= med)
+        peaks &= m >= med
     return peaks
 
 
 def prm_pool(
-    maps: torch.Tensor, window: int = 3, peak_filter: str = "none", peaks: torch.Tensor | None = None
+    maps: torch.Tensor,
+    window: int = 3,
+    peak_filter: str = "median",
+    peaks: torch.Tensor | None = None,
+    gradient: str = "exact",
 ) -> torch.Tensor:
     """Peak stimulation (survey eq. 5): ``s_c = (1/N_c) Σ_k M_c(i_k, j_k)`` over the ``N_c`` peaks of ``M_c``.
 
     The sampling kernel ``G_c`` is the (constant) peak indicator divided by ``N_c``, so the gradient flows only
-    through the peak locations.
+    through the peaks. ``gradient="exact"`` back-propagates ``G_c`` (``1/N_c`` per peak, the derivative of the
+    score); ``gradient="reference"`` reproduces ``ZhouYanzhao/PRM`` ``PeakStimulation.backward``, which returns the
+    peak indicator without the ``1/N_c`` (a gradient ``N_c`` times larger; the score is the same).
 
     Args:
         maps: class maps.
         window: odd neighbourhood size ``r`` of :func:`find_peaks`.
         peak_filter: see :func:`find_peaks`.
         peaks: precomputed boolean peak mask (skips :func:`find_peaks`).
+        gradient: ``"exact"`` or ``"reference"``.
 
     Returns:
         Class scores.
@@ -83,9 +102,10 @@ def prm_pool(
 
     Example:
         >>> m = torch.tensor([[[[1.0, 0.0, 0.0, 2.0, 0.0]]]])
-        >>> prm_pool(m, window=3)  # peaks 1 and 2
+        >>> prm_pool(m, window=3, peak_filter="none")  # peaks 1 and 2
         tensor([[1.5000]])
     """
+    gradient = check_choice(gradient, "gradient", _GRADIENTS)
     if peaks is None:
         peaks = find_peaks(maps, window, peak_filter)
     else:
@@ -93,11 +113,47 @@ def prm_pool(
         if peaks.shape != maps.shape:
             raise WSOLValueError(f"`peaks` must have the shape of `maps` {tuple(maps.shape)}, got {tuple(peaks.shape)}")
     g = peaks.to(maps.dtype)
-    return (maps * g).sum(dim=(-2, -1)) / g.sum(dim=(-2, -1))
+    total = (maps * g).sum(dim=(-2, -1))
+    count = g.sum(dim=(-2, -1))
+    if gradient == "reference":  # value total / N, gradient of total (the indicator)
+        return total.detach() / count + (total - total.detach())
+    return total / count
+
+
+@register_pooling("prm")
+class PRMPooling(Pooling):
+    """:func:`find_peaks` + :func:`prm_pool` as a module; ``aux`` holds ``peaks`` and ``num_peaks``.
+
+    Args:
+        window: odd peak neighbourhood size ``r``.
+        peak_filter: ``"median"`` (reference default) or ``"none"``.
+        gradient: ``"exact"`` or ``"reference"`` (see :func:`prm_pool`).
+
+    Example:
+        >>> PRMPooling(peak_filter="none")(torch.tensor([[[[1.0, 0.0, 0.0, 2.0, 0.0]]]]))
+        tensor([[1.5000]])
+    """
+
+    def __init__(self, window: int = 3, peak_filter: str = "median", gradient: str = "exact"):
+        super().__init__()
+        self.window = _check_window(window)
+        self.peak_filter = check_choice(peak_filter, "peak_filter", _FILTERS)
+        self.gradient = check_choice(gradient, "gradient", _GRADIENTS)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_aux(maps)[0]
+
+    def forward_with_aux(self, maps: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        peaks = find_peaks(maps, self.window, self.peak_filter)
+        scores = prm_pool(maps, peaks=peaks, gradient=self.gradient)
+        return scores, {"peaks": peaks, "num_peaks": peaks.sum(dim=(-2, -1))}
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}, peak_filter={self.peak_filter!r}, gradient={self.gradient!r}"
 
 
 @register_head("prm")
-class PRM(nn.Module):
+class PRM(ConvPoolHead):
     """PRM head: 1×1 convolution to class maps (the CAMs) → peak stimulation :func:`prm_pool`.
 
     Zhou et al. (2018), "Weakly supervised instance segmentation using class peak response". The boolean peak
@@ -107,7 +163,8 @@ class PRM(nn.Module):
         in_channels: feature channels K.
         num_classes: classes C.
         window: odd peak neighbourhood size ``r``.
-        peak_filter: ``"none"`` or ``"median"``.
+        peak_filter: ``"median"`` (the reference's default) or ``"none"``.
+        gradient: ``"exact"`` (``1/N_c`` per peak) or ``"reference"`` (the reference's backward, no ``1/N_c``).
         bias: learn a per-class bias.
 
     Shape:
@@ -122,24 +179,18 @@ class PRM(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, window: int = 3, peak_filter: str = "none", bias: bool = True
+        self,
+        in_channels: int,
+        num_classes: int,
+        window: int = 3,
+        peak_filter: str = "median",
+        gradient: str = "exact",
+        bias: bool = True,
     ):
-        super().__init__()
-        self.in_channels = check_int(in_channels, "in_channels", low=1)
-        self.num_classes = check_int(num_classes, "num_classes", low=1)
-        self.window = _check_window(window)
-        self.peak_filter = check_choice(peak_filter, "peak_filter", _FILTERS)
-        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1, bias=bool(bias))
-
-    def forward(self, features: torch.Tensor) -> WSOLOutput:
-        check_features(features, self.in_channels)
-        cams = self.classifier(features)
-        peaks = find_peaks(cams, self.window, self.peak_filter)
-        logits = prm_pool(cams, peaks=peaks)
-        return WSOLOutput(logits, cams, {"peaks": peaks, "num_peaks": peaks.sum(dim=(-2, -1))})
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_channels={self.in_channels}, num_classes={self.num_classes}, window={self.window}, "
-            f"peak_filter={self.peak_filter!r}"
+        super().__init__(
+            in_channels, num_classes, "prm", bias=bias, window=window, peak_filter=peak_filter, gradient=gradient
         )
+
+    window = property(lambda self: self.pool.window, doc="Peak neighbourhood size ``r``.")
+    peak_filter = property(lambda self: self.pool.peak_filter, doc="Peak filter.")
+    gradient = property(lambda self: self.pool.gradient, doc="Gradient rule of the peak stimulation.")

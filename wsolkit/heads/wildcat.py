@@ -3,42 +3,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from wsolkit._checks import ShapeError, check_int, check_number
+from wsolkit._checks import check_number
 from wsolkit.heads._base import check_features, check_k, resolve_k
 from wsolkit.heads._registry import register_head
-from wsolkit.output import WSOLOutput
+from wsolkit.heads.conv_pool import ConvPoolHead, Pooling, class_wise_pool, register_pooling
 
-__all__ = ["wildcat_pool", "class_wise_pool", "WILDCAT"]
-
-
-def class_wise_pool(maps: torch.Tensor, modalities: int) -> torch.Tensor:
-    """Average the ``M`` modality maps of each class: ``(B, C·M, h, w) → (B, C, h, w)``.
-
-    Channel ``c * M + m`` holds modality ``m`` of class ``c``.
-
-    Args:
-        maps: modality maps, class-major.
-        modalities: number of modalities per class ``M``.
-
-    Shape:
-        - maps: :math:`(B, C M, h, w)`
-        - output: :math:`(B, C, h, w)`
-
-    Example:
-        >>> class_wise_pool(torch.arange(4.0).view(1, 4, 1, 1), modalities=2).flatten()
-        tensor([0.5000, 2.5000])
-    """
-    check_features(maps, name="maps")
-    modalities = check_int(modalities, "modalities", low=1)
-    b, cm, h, w = maps.shape
-    if cm % modalities != 0:
-        raise ShapeError(
-            f"`maps` has {cm} channels (shape {tuple(maps.shape)}), not a multiple of modalities={modalities}"
-        )
-    return maps.view(b, cm // modalities, modalities, h, w).mean(dim=2)
+__all__ = ["wildcat_pool", "class_wise_pool", "WILDCATPooling", "WILDCAT"]
 
 
 def wildcat_pool(
@@ -48,24 +19,37 @@ def wildcat_pool(
     alpha: float = 0.6,
     dropout: float = 0.0,
     training: bool = False,
+    durand_halving: bool = False,
 ) -> torch.Tensor:
     """WILDCAT spatial pooling (survey eq. 6): ``s_c = Z⁺_c / n⁺ + α Z⁻_c / n⁻``.
 
-    ``Z⁺_c`` (``Z⁻_c``) is the sum of the ``n⁺`` highest (``n⁻`` lowest) values of the class map ``M_c``; i.e. the
-    mean of the top-``n⁺`` plus ``α`` times the mean of the bottom-``n⁻`` values. Both terms are kept (the
-    negative-evidence term is not dropped, unlike some reference code).
+    ``Z⁺_c`` (``Z⁻_c``) is the sum of the ``n⁺`` highest (``n⁻`` lowest) values of the class map ``M_c``: the mean
+    of the top-``n⁺`` plus ``α`` times the mean of the bottom-``n⁻`` values.
 
-    ``k`` is a count when it is an ``int`` (clipped to ``h·w``) and a fraction of ``h·w`` when it is a float in
-    ``(0, 1]`` (``n = max(1, round(k·h·w))``, Python rounding).
+    ``k`` is a count when it is an ``int`` ≥ 1 (clipped to ``h·w``) and a fraction of ``h·w`` when it is a float
+    in ``(0, 1)`` (``n = max(1, round(k·h·w))``, Python rounding); any other value is an error, so ``1.0`` cannot
+    silently mean "all locations". ``kmin = 0`` (int) means no lowest-activation term, as ``alpha = 0`` does.
+
+    Dropout follows the reference (``sbelharbi/deep-wsl-histo-min-max-uncertainty``,
+    ``deepmil/decision_pooling.py`` ``WildCatPoolDecision.forward``, the MaxMin authors' WILDCAT): the values are
+    sorted, entries of the *sorted* vector are zeroed at random (inverted dropout, kept entries scaled by
+    ``1 / (1 - p)``; one draw per position of the full sorted vector), and the first ``n⁺`` / last ``n⁻`` positions
+    are averaged. The selection comes before dropout, so training-time scores are unbiased estimates of the
+    evaluation-time ones. That reference's ``scores.add(...)`` is not in place and loses the ``α`` term; here it is
+    kept.
+
+    ``durand_halving=True`` reproduces ``durandtibo/wildcat.pytorch`` ``WildcatPool2dFunction``, which divides the
+    score by 2 when ``α ≠ 0`` and ``n⁻ > 0``: ``s_c = (Z⁺_c / n⁺ + α Z⁻_c / n⁻) / 2`` (eq. 6 of the survey has no
+    such factor; it halves logits and gradients alike).
 
     Args:
         maps: class maps ``M``.
-        kmax: ``n⁺`` as a count or a fraction.
-        kmin: ``n⁻`` as a count or a fraction; ``None`` uses ``kmax``.
+        kmax: ``n⁺`` as a count (int ≥ 1) or a fraction (float in (0, 1)).
+        kmin: ``n⁻`` as a count (int ≥ 0) or a fraction; ``None`` uses ``kmax``.
         alpha: weight ``α ≥ 0`` of the lowest activations (``0`` disables the term).
-        dropout: probability of zeroing a location of the maps before the selection (inverted dropout,
-            applied only when ``training``; the MaxMin paper uses 0.75).
+        dropout: probability ``p`` of zeroing an entry of the sorted vector (training only; MaxMin uses 0.75).
         training: apply ``dropout``.
+        durand_halving: halve the score when the ``α`` term is active (Durand's code).
 
     Returns:
         Class scores.
@@ -78,40 +62,96 @@ def wildcat_pool(
         >>> m = torch.tensor([[[[1.0, 5.0], [3.0, -2.0]]]])
         >>> wildcat_pool(m, kmax=2, kmin=1, alpha=0.5)  # (5 + 3) / 2 + 0.5 * (-2)
         tensor([[3.]])
+        >>> wildcat_pool(m, kmax=2, kmin=1, alpha=0.5, durand_halving=True)
+        tensor([[1.5000]])
     """
     check_features(maps, name="maps")
     kmax = check_k(kmax, "kmax")
-    kmin = kmax if kmin is None else check_k(kmin, "kmin")
+    kmin = kmax if kmin is None else check_k(kmin, "kmin", allow_zero=True)
     alpha = check_number(alpha, "alpha", low=0.0)
     dropout = check_number(dropout, "dropout", low=0.0, high=1.0, high_inclusive=False)
     b, c, h, w = maps.shape
     n = h * w
     flat = maps.reshape(b, c, n)
-    if training and dropout > 0:
-        flat = F.dropout(flat, p=dropout, training=True)
     n_pos = resolve_k(kmax, n)
-    scores = flat.topk(n_pos, dim=-1, largest=True, sorted=False).values.mean(dim=-1)  # Z+ / n+
-    if alpha > 0:
-        n_neg = resolve_k(kmin, n)
-        scores = scores + alpha * flat.topk(n_neg, dim=-1, largest=False, sorted=False).values.mean(dim=-1)  # α Z-/n-
+    n_neg = resolve_k(kmin, n) if alpha > 0 else 0
+    drop = training and dropout > 0
+    top = flat.topk(n_pos, dim=-1, largest=True, sorted=drop).values  # positions 0..n⁺-1 of the sorted vector
+    keep = None
+    if drop:
+        keep = (torch.rand(b, c, n, dtype=maps.dtype, device=maps.device) >= dropout).to(maps.dtype) / (1 - dropout)
+        top = top * keep[..., :n_pos]
+    scores = top.mean(dim=-1)  # Z⁺ / n⁺
+    if n_neg > 0:
+        low = flat.topk(n_neg, dim=-1, largest=False, sorted=drop).values
+        if keep is not None:  # ascending order: the last position of the descending vector first
+            low = low * keep[..., n - n_neg :].flip(-1)
+        scores = scores + alpha * low.mean(dim=-1)  # α Z⁻ / n⁻
+        if durand_halving:
+            scores = scores / 2
     return scores
 
 
+@register_pooling("wildcat")
+class WILDCATPooling(Pooling):
+    """:func:`wildcat_pool` as a module (dropout active in ``train()`` mode only).
+
+    Args:
+        kmax: ``n⁺`` (int count ≥ 1 or float fraction in (0, 1)).
+        kmin: ``n⁻`` (int count ≥ 0 or float fraction); ``None`` uses ``kmax``.
+        alpha: weight of the lowest activations.
+        dropout: dropout probability on the sorted vector.
+        durand_halving: Durand's halving of the score when the ``α`` term is active.
+
+    Example:
+        >>> WILDCATPooling(kmax=1, alpha=0.0)(torch.arange(4.0).view(1, 1, 2, 2))
+        tensor([[3.]])
+    """
+
+    def __init__(
+        self,
+        kmax: int | float = 0.1,
+        kmin: int | float | None = None,
+        alpha: float = 0.6,
+        dropout: float = 0.0,
+        durand_halving: bool = False,
+    ):
+        super().__init__()
+        self.kmax = check_k(kmax, "kmax")
+        self.kmin = self.kmax if kmin is None else check_k(kmin, "kmin", allow_zero=True)
+        self.alpha = check_number(alpha, "alpha", low=0.0)
+        self.dropout = check_number(dropout, "dropout", low=0.0, high=1.0, high_inclusive=False)
+        self.durand_halving = bool(durand_halving)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return wildcat_pool(
+            maps, self.kmax, self.kmin, self.alpha, self.dropout, self.training, durand_halving=self.durand_halving
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"kmax={self.kmax}, kmin={self.kmin}, alpha={self.alpha}, dropout={self.dropout}, "
+            f"durand_halving={self.durand_halving}"
+        )
+
+
 @register_head("wildcat")
-class WILDCAT(nn.Module):
+class WILDCAT(ConvPoolHead):
     """WILDCAT head: 1×1 conv to ``C·M`` modality maps → class-wise average → :func:`wildcat_pool`.
 
     Durand et al. (2017), "WILDCAT: weakly supervised learning of deep convnets for image classification, pointwise
-    localization and segmentation"; survey eq. 6. The CAMs are the class maps (modality average, before dropout).
+    localization and segmentation"; survey eq. 6. The CAMs are the class maps (modality average; dropout acts on
+    the sorted scores, never on the maps).
 
     Args:
         in_channels: feature channels K.
         num_classes: classes C.
         modalities: modality maps per class M (survey Table 9 uses 5).
-        kmax: highest activations kept (count or fraction of ``h·w``).
-        kmin: lowest activations kept; ``None`` uses ``kmax``.
+        kmax: highest activations kept (int count ≥ 1 or float fraction in (0, 1) of ``h·w``).
+        kmin: lowest activations kept (int count, ``0`` for none, or a fraction); ``None`` uses ``kmax``.
         alpha: weight of the lowest activations.
-        dropout: dropout probability on the class maps before the selection (training only).
+        dropout: dropout probability on the sorted vector (training only).
+        durand_halving: halve the score when the ``α`` term is active (Durand's ``WildcatPool2dFunction``).
 
     Shape:
         - input: :math:`(B, K, h, w)`
@@ -133,28 +173,15 @@ class WILDCAT(nn.Module):
         kmin: int | float | None = None,
         alpha: float = 0.6,
         dropout: float = 0.0,
+        durand_halving: bool = False,
     ):
-        super().__init__()
-        self.in_channels = check_int(in_channels, "in_channels", low=1)
-        self.num_classes = check_int(num_classes, "num_classes", low=1)
-        self.modalities = check_int(modalities, "modalities", low=1)
-        self.kmax = check_k(kmax, "kmax")
-        self.kmin = self.kmax if kmin is None else check_k(kmin, "kmin")
-        self.alpha = check_number(alpha, "alpha", low=0.0)
-        self.dropout = check_number(dropout, "dropout", low=0.0, high=1.0, high_inclusive=False)
-        self.classifier = nn.Conv2d(in_channels, num_classes * modalities, kernel_size=1, bias=True)
-
-    def forward(self, features: torch.Tensor) -> WSOLOutput:
-        check_features(features, self.in_channels)
-        modality_maps = self.classifier(features)
-        cams = class_wise_pool(modality_maps, self.modalities)
-        logits = wildcat_pool(cams, self.kmax, self.kmin, self.alpha, self.dropout, self.training)
-        b, _, h, w = modality_maps.shape
-        aux = {"modality_maps": modality_maps.view(b, self.num_classes, self.modalities, h, w)}
-        return WSOLOutput(logits, cams, aux)
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_channels={self.in_channels}, num_classes={self.num_classes}, modalities={self.modalities}, "
-            f"kmax={self.kmax}, kmin={self.kmin}, alpha={self.alpha}, dropout={self.dropout}"
+        super().__init__(
+            in_channels, num_classes, "wildcat", modalities=modalities, kmax=kmax, kmin=kmin, alpha=alpha,
+            dropout=dropout, durand_halving=durand_halving,
         )
+
+    kmax = property(lambda self: self.pool.kmax, doc="``n⁺`` as given (count or fraction).")
+    kmin = property(lambda self: self.pool.kmin, doc="``n⁻`` as given (count or fraction).")
+    alpha = property(lambda self: self.pool.alpha, doc="Weight of the lowest activations.")
+    dropout = property(lambda self: self.pool.dropout, doc="Dropout probability on the sorted vector.")
+    durand_halving = property(lambda self: self.pool.durand_halving, doc="Durand's halving of the score.")
