@@ -442,8 +442,8 @@ def test_openslide_missing_names_the_extra(tmp_path, monkeypatch):
 def test_extract_patches_declares_mask_convention(tmp_path):
     from wsolkit.data.masks import BINARY_255, read_dataset_json
 
-    extract_patches({"train": [hand_slide()], "test": [normal_slide("n")]}, tmp_path, PatchProtocol(**PROTO))
-    for split in ("train", "test"):
+    extract_patches({"train": [hand_slide(), normal_slide("n")]}, tmp_path, PatchProtocol(**PROTO))
+    for split in ("train",):
         conv = read_dataset_json(tmp_path / "masks" / split)
         assert conv == BINARY_255
         for p in (tmp_path / "masks" / split).glob("*.png"):

@@ -71,21 +71,27 @@ def _fixed(ring: np.ndarray, downsample: float, origin: tuple[int, int]) -> np.n
 
 
 def _draw(mask: np.ndarray, poly: Polygon, downsample: float, origin: tuple[int, int], value: int) -> None:
-    """Fill the polygon minus its holes with ``value`` (drawn on a scratch mask over the polygon's box)."""
+    """Set the pixels of the polygon minus its holes to ``value``.
+
+    The polygon is drawn whole on a scratch mask over its own box, then the part inside the region is copied: the
+    region never clips the polygon, so a region's mask is exactly the crop of the whole level's mask (``fillPoly``
+    rounds clipped edges differently).
+    """
     x0, y0, x1, y1 = poly.bounds()
     h, w = mask.shape
-    bx0 = max(int(math.floor(x0 / downsample)) - origin[0] - 1, 0)
-    by0 = max(int(math.floor(y0 / downsample)) - origin[1] - 1, 0)
-    bx1 = min(int(math.ceil(x1 / downsample)) - origin[0] + 2, w)
-    by1 = min(int(math.ceil(y1 / downsample)) - origin[1] + 2, h)
-    if bx1 <= bx0 or by1 <= by0:
+    px0, py0 = int(math.floor(x0 / downsample)) - 1, int(math.floor(y0 / downsample)) - 1
+    px1, py1 = int(math.ceil(x1 / downsample)) + 2, int(math.ceil(y1 / downsample)) + 2
+    rx0, ry0 = max(px0, origin[0]), max(py0, origin[1])
+    rx1, ry1 = min(px1, origin[0] + w), min(py1, origin[1] + h)
+    if rx1 <= rx0 or ry1 <= ry0:
         return
-    o = (origin[0] + bx0, origin[1] + by0)
-    scratch = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
-    cv2.fillPoly(scratch, [_fixed(poly.exterior, downsample, o)], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    scratch = np.zeros((py1 - py0, px1 - px0), np.uint8)
+    cv2.fillPoly(scratch, [_fixed(poly.exterior, downsample, (px0, py0))], 1, lineType=cv2.LINE_8, shift=_SHIFT)
     if poly.holes:
-        cv2.fillPoly(scratch, [_fixed(r, downsample, o) for r in poly.holes], 0, lineType=cv2.LINE_8, shift=_SHIFT)
-    mask[by0:by1, bx0:bx1][scratch > 0] = value
+        cv2.fillPoly(scratch, [_fixed(r, downsample, (px0, py0)) for r in poly.holes], 0, lineType=cv2.LINE_8,
+                     shift=_SHIFT)
+    part = scratch[ry0 - py0 : ry1 - py0, rx0 - px0 : rx1 - px0]
+    mask[ry0 - origin[1] : ry1 - origin[1], rx0 - origin[0] : rx1 - origin[0]][part > 0] = value
 
 
 def _match(group: str, patterns: Iterable[str]) -> bool:
