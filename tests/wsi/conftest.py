@@ -33,7 +33,7 @@ def tiff_slide(tmp_path_factory):
     return path, img
 
 
-class Pointwise(nn.Module):
+class _Pointwise(nn.Module):
     """cams = a fixed 1x1 convolution of the input (K=2 maps at the input resolution), logits = their means."""
 
     def __init__(self, pool: int = 1):
@@ -52,5 +52,5 @@ class Pointwise(nn.Module):
 
 
 @pytest.fixture
-def pointwise():
-    return Pointwise()
+def Pointwise():  # noqa: N802 - the class itself, for tests that subclass or parametrise it
+    return _Pointwise
