@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         res = run_slides(jobs, method, args.out, exports=args.exports, zarr=args.zarr, progress=print, **kw)
         if res is not None and (not dist.is_initialized() or dist.get_rank() == 0):
             rows = res["slides"]
-            cols = ["slide", "tiles", "pxap", "dice", "iou", "seconds"]
+            cols = ["slide", "tiles", "pxap", "dice_fg", "iou_fg", "seconds"]
             print("  ".join(f"{c:>12}" for c in cols))
             for r in rows:
                 print("  ".join(f"{r[c]:>12.4g}" if isinstance(r.get(c), float) else f"{str(r.get(c, '')):>12}"
