@@ -101,8 +101,8 @@ def test_outside_and_malformed_are_named_errors(tmp_path):
     (tmp_path / "bad.xml").write_text("<ASAP_Annotations><Annotations>")
     with pytest.raises(AnnotationError, match="not valid XML"):
         read_annotations(tmp_path / "bad.xml")
-    (tmp_path / "two.geojson").write_text(json.dumps({"type": "Feature", "properties": {},
-                                                      "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}}))
+    geom = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}
+    (tmp_path / "two.geojson").write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": geom}))
     with pytest.raises(AnnotationError, match=">= 3"):
         read_annotations(tmp_path / "two.geojson")
     with pytest.raises(AnnotationError, match="unknown annotation format"):

@@ -16,8 +16,8 @@ import torch.multiprocessing as mp
 import wsolkit
 from wsolkit.metrics import LocalizationMeter, localization_histogram, localization_metrics
 from wsolkit.wsi import (
-    Annotations,
     AnnotationOutsideSlideError,
+    Annotations,
     SlideJob,
     TiffSlideReader,
     heatmap,

@@ -84,7 +84,8 @@ def _build_method(args: argparse.Namespace) -> Any:
             model = resolve_classifier(clf, args.num_classes)
             model.load_state_dict(state)
             return create_method(args.method, args.num_classes, classifier=model).eval()
-        return create_method(args.method, args.num_classes, classifier=args.classifier, pretrained=args.pretrained).eval()
+        return create_method(args.method, args.num_classes, classifier=args.classifier,
+                             pretrained=args.pretrained).eval()
     if args.checkpoint is None:
         raise WSOLValueError("pass `--checkpoint PATH` (a wsolkit checkpoint) or `--classifier timm:NAME`")
     m = load_checkpoint(args.checkpoint)

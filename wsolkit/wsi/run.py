@@ -134,7 +134,8 @@ def run_slides(
 
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
-        raise WSOLValueError(f"slide names must be unique, got duplicates {sorted({n for n in names if names.count(n) > 1})}")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise WSOLValueError(f"slide names must be unique, got duplicates {dup}")
     bad = set(exports) - {"npy", "png", "tiff"}
     if bad:
         raise WSOLValueError(f"unknown `exports` {sorted(bad)}; choose among npy, png, tiff")

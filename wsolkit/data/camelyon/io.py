@@ -45,8 +45,8 @@ def _patch_stem(r: PatchRecord) -> str:
 def write_patches(records: Sequence[PatchRecord], slides: Sequence[Slide], root: str | os.PathLike) -> Path:
     """Write each patch as PNG (``images/<split>/``), its mask as PNG (``masks/<split>/``, 0 or 255) and the index.
 
-    ``masks/<split>/dataset.json`` declares the mask convention (:data:`~wsolkit.data.masks.BINARY_255`: 255 = metastatic,
-    0 = background), so readers of the folders (e.g. ``wsolkit evaluate``) decode the masks right.
+    ``masks/<split>/dataset.json`` declares the mask convention (:data:`~wsolkit.data.masks.BINARY_255`:
+    255 = metastatic, 0 = background), so readers of the folders (e.g. ``wsolkit evaluate``) decode the masks right.
 
     Masks of normal patches are all zeros. The index ``root/index.csv`` has the columns :data:`INDEX_COLUMNS`
     (paths relative to ``root``).

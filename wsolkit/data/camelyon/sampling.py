@@ -56,7 +56,8 @@ def sample_metastatic_patches(
     if not slide.metastatic:
         raise WSOLValueError(f"slide {slide.name!r} has no tumour annotation; metastatic patches need one")
     s = proto.patch_size
-    with _open(slide.image, "slide.image") as reader, _open(slide.annotation, "slide.annotation", True, reader) as annot:
+    with _open(slide.image, "slide.image") as reader, \
+            _open(slide.annotation, "slide.annotation", True, reader) as annot:
         dims, adims = tuple(reader.level_dimensions[0]), tuple(annot.level_dimensions[0])
         if tuple(map(int, dims)) != tuple(map(int, adims)):
             raise ShapeError(
