@@ -65,8 +65,9 @@ def _rss_child(path: str, out: str, tile: int, backbone: str) -> None:
 
 
 def peak_rss(path: Path, tile: int, backbone: str) -> float:
-    code = ("import sys; sys.path.insert(0, %r); from bench_wsi import _rss_child; _rss_child(%r, %r, %d, %r)"
-            % (str(Path(__file__).parent), str(path), str(path) + ".zarr", tile, backbone))
+    here, zarr_out = str(Path(__file__).parent), str(path) + ".zarr"
+    code = (f"import sys; sys.path.insert(0, {here!r}); from bench_wsi import _rss_child; "
+            f"_rss_child({str(path)!r}, {zarr_out!r}, {tile}, {backbone!r})")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     return json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
