@@ -95,6 +95,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     sys_path = os.path.dirname(__file__)
     import sys
