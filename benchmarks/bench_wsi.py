@@ -89,8 +89,8 @@ def main() -> None:
     print(f"| model | tiles | bare forward (tiles/s) | heatmap (tiles/s) | ratio |\n|---|---|---|---|---|\n"
           f"| gap/{args.backbone}, {tile} px, batch {batch}, {args.workers} workers | {t['tiles']} | "
           f"{t['bare_tiles_per_s']:.1f} | {t['heatmap_tiles_per_s']:.1f} | {t['ratio']:.2f} |")
-    print(f"\n| slide | peak RSS (MB) |\n|---|---|\n| {side}x{side} | {rss_small:.0f} |\n"
-          f"| {2 * side}x{2 * side} (4x pixels) | {rss_big:.0f} ({100 * (rss_big / rss_small - 1):+.1f} %) |")
+    print(f"\n| slide | peak RSS (MB) |\n|---|---|\n| {side}x{side} | {rss_small:.1f} |\n"
+          f"| {2 * side}x{2 * side} (4x pixels) | {rss_big:.1f} ({100 * (rss_big / rss_small - 1):+.1f} %) |")
 
 
 if __name__ == "__main__":
