@@ -1,0 +1,107 @@
+"""Readers on real pyramidal TIFFs (tiffslide and OpenSlide agree with each other and with the written array),
+level / mpp resolution, pickling, and the typed errors of bad input."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from wsolkit._checks import WSOLValueError
+from wsolkit.wsi import (
+    CorruptTileError,
+    InMemorySlide,
+    MissingLevelError,
+    OpenSlideReader,
+    SlideReader,
+    TiffSlideReader,
+    UnknownMPPError,
+    read_rgb,
+    resolve_level,
+    write_pyramidal_tiff,
+)
+
+
+def test_tiffslide_reads_the_pyramid(tiff_slide):
+    path, img = tiff_slide
+    r = TiffSlideReader(path)
+    assert isinstance(r, SlideReader)
+    assert r.level_dimensions == [(320, 224), (160, 112), (80, 56)]
+    assert r.level_downsamples == [1.0, 2.0, 4.0]
+    assert r.mpp == pytest.approx(0.25)
+    # JPEG: close to the written image; outside the slide: transparent -> white
+    got = read_rgb(r, (300, 200), 0, (40, 40))
+    assert np.abs(got[:24, :20].astype(int) - img[200:, 300:].astype(int)).mean() < 8
+    assert (got[24:] == 255).all() and (got[:, 20:] == 255).all()
+    assert (r.read_region((300, 200), 0, (40, 40))[24:, :, 3] == 0).all()
+
+
+def test_lossless_tiff_equals_array(tmp_path):
+    img = np.random.default_rng(1).integers(0, 256, (100, 140, 3), np.uint8)
+    p = write_pyramidal_tiff(tmp_path / "l.tif", img, num_levels=2, tile=32, compression="deflate")
+    r = TiffSlideReader(p)
+    np.testing.assert_array_equal(read_rgb(r, (0, 0), 0, (140, 100)), img)
+    np.testing.assert_array_equal(read_rgb(r, (37, 21), 0, (50, 30)), img[21:51, 37:87])
+    assert r.mpp is None
+
+
+def test_openslide_agrees_with_tiffslide(tiff_slide):
+    pytest.importorskip("openslide")
+    path, _ = tiff_slide
+    a, b = TiffSlideReader(path), OpenSlideReader(path)
+    assert a.level_dimensions == b.level_dimensions and a.mpp == pytest.approx(b.mpp)
+    for level in range(3):
+        np.testing.assert_array_equal(read_rgb(a, (32, 16), level, (50, 40)), read_rgb(b, (32, 16), level, (50, 40)))
+
+
+def test_reader_pickles_and_reopens(tiff_slide):
+    path, _ = tiff_slide
+    r = TiffSlideReader(path)
+    before = read_rgb(r, (0, 0), 1, (64, 64))
+    r2 = pickle.loads(pickle.dumps(r))
+    np.testing.assert_array_equal(read_rgb(r2, (0, 0), 1, (64, 64)), before)
+
+
+def test_resolve_level_by_mpp(tiff_slide):
+    r = TiffSlideReader(tiff_slide[0])
+    assert resolve_level(r).level == 0
+    assert resolve_level(r, mpp=0.5).level == 1 and resolve_level(r, mpp=0.5).scale == 1.0
+    assert resolve_level(r, mpp=1.0).level == 2
+    res = resolve_level(r, mpp=0.8)  # between levels 1 (0.5) and 2 (1.0): read level 1, shrink by 0.5/0.8
+    assert res.level == 1 and res.scale == pytest.approx(0.625) and res.factor == pytest.approx(3.2)
+    assert resolve_level(r, mpp=0.26).level == 0  # within the 10 % tolerance of level 0
+    with pytest.raises(WSOLValueError, match="not both"):
+        resolve_level(r, level=1, mpp=0.5)
+
+
+def test_bad_input_named_errors(tiff_slide, tmp_path):
+    r = TiffSlideReader(tiff_slide[0])
+    with pytest.raises(MissingLevelError, match=r"`level`=3.*levels 0..2"):
+        r.read_region((0, 0), 3, (4, 4))
+    with pytest.raises(MissingLevelError, match="level"):
+        resolve_level(r, level=5)
+    with pytest.raises(MissingLevelError, match="finer than level 0"):
+        resolve_level(r, mpp=0.1)
+    nompp = InMemorySlide.from_array(np.zeros((16, 16, 3), np.uint8), 2)
+    with pytest.raises(UnknownMPPError, match="mpp"):
+        resolve_level(nompp, mpp=0.5)
+    with pytest.raises(FileNotFoundError):
+        TiffSlideReader(tmp_path / "missing.tif")
+
+
+def test_corrupt_tile_is_a_named_error(tmp_path):
+    import tifffile
+
+    img = np.random.default_rng(2).integers(0, 256, (128, 128, 3), np.uint8)
+    p = write_pyramidal_tiff(tmp_path / "c.tif", img, num_levels=1, tile=64, compression="jpeg")
+    with tifffile.TiffFile(p) as tf:
+        page = tf.pages[0]
+        offset, count = page.dataoffsets[3], page.databytecounts[3]  # the bottom-right tile
+    raw = bytearray(p.read_bytes())
+    raw[offset : offset + count] = bytes(count)  # zero the JPEG stream
+    p.write_bytes(bytes(raw))
+    r = TiffSlideReader(p)
+    read_rgb(r, (0, 0), 0, (64, 64))  # an intact tile still reads
+    with pytest.raises(CorruptTileError, match=r"c\.tif"):
+        read_rgb(r, (64, 64), 0, (64, 64))
