@@ -14,10 +14,10 @@ from wsolkit.method import (
 )
 from wsolkit.output import LossOutput, WSOLOutput
 
-from wsolkit import backbones, cams, data, decoders, erasing, explain, heads, losses, maxmin, metrics  # isort: skip
-from wsolkit.backbones import create_backbone, list_backbones
+from wsolkit import backbones, cams, data, decoders, erasing, explain, heads, losses, maxmin, metrics, training, wsi  # noqa: I001  # isort: skip
+from wsolkit.backbones import create_backbone, list_backbones, register_backbone
 from wsolkit.explain import create_explainer, list_explainers
-from wsolkit.heads import create_head, list_heads
+from wsolkit.heads import create_head, list_heads, register_head
 from wsolkit.models import WSOLModel
 
 __version__ = "0.1.0"
@@ -35,8 +35,10 @@ __all__ = [
     "WSOLModel",
     "create_backbone",
     "list_backbones",
+    "register_backbone",
     "create_head",
     "list_heads",
+    "register_head",
     "create_explainer",
     "list_explainers",
     "backbones",
@@ -49,4 +51,6 @@ __all__ = [
     "maxmin",
     "decoders",
     "explain",
+    "wsi",
+    "training",
 ]

@@ -95,10 +95,10 @@ class Registry(Generic[T]):
         return self.entry(name).obj
 
     def list(self, pattern: str = "*") -> list[str]:
-        """Canonical names matching the shell-style ``pattern`` (case-insensitive), sorted alphabetically."""
+        """Canonical names matching the shell-style ``pattern`` (same key rule as names), sorted alphabetically."""
         if not isinstance(pattern, str):
             raise WSOLTypeError(f"`pattern` must be a string, got {type(pattern).__name__}")
-        pat = pattern.lower()
+        pat = re.sub(r"[\s_\-]", "", pattern.lower()).replace("plusplus", "++")
         return sorted(k for k in self._entries if fnmatch.fnmatchcase(k, pat))
 
     def __contains__(self, name: object) -> bool:
