@@ -218,6 +218,7 @@ def create_method(
     # what a checkpoint needs to rebuild the method (wsolkit.training.load_method): its name and the options that
     # are plain data (modules given as arguments cannot be recorded and must be passed again)
     method.method_name = entry.name
+    method.method_num_classes = num_classes
     method.method_options = {**recorded, **{k: v for k, v in options.items() if _plain(v)}}
     return method
 

@@ -90,11 +90,25 @@ def save_checkpoint(path: str | os.PathLike, method: nn.Module, *, method_name: 
                     num_classes: int | None = None, options: dict[str, Any] | None = None, **state: Any) -> Path:
     """Write a checkpoint (see the module docstring); ``state`` adds ``optimizer``, ``scaler``, ``epoch``, ...
 
-    Values of ``state`` that have a ``state_dict()`` (optimizer, scaler, scheduler) are stored as their state dict.
+    The method's name, class count and plain options default to what :func:`wsolkit.create_method` recorded on it,
+    so ``load_method(save_checkpoint(path, wsolkit.create_method(...)))`` rebuilds the same method. Values of
+    ``state`` that have a ``state_dict()`` (optimizer, scaler, scheduler) are stored as their state dict.
+
+    Example:
+        >>> import tempfile, wsolkit
+        >>> m = wsolkit.create_method("gap", 2, backbone="smallcnn")
+        >>> p = save_checkpoint(tempfile.mkdtemp() + "/m.pt", m)
+        >>> type(load_method(p)).__name__, load_checkpoint(p)["options"]
+        ('WSOLModel', {'backbone': 'smallcnn'})
     """
     from wsolkit import __version__
 
-    ckpt = {"format": CHECKPOINT_FORMAT, "method": method_name or getattr(_core(method), "method_name", None),
+    core = _core(method)
+    if num_classes is None:
+        num_classes = getattr(core, "method_num_classes", None)
+    if options is None:
+        options = getattr(core, "method_options", None)
+    ckpt = {"format": CHECKPOINT_FORMAT, "method": method_name or getattr(core, "method_name", None),
             "num_classes": num_classes, "options": dict(options or {}),
             "state_dict": {k: v.detach().cpu() for k, v in _core(method).state_dict().items()},
             "wsolkit_version": __version__}

@@ -15,16 +15,15 @@ import torch.multiprocessing as mp
 
 import wsolkit
 from wsolkit.metrics import LocalizationMeter, localization_histogram, localization_metrics
+from wsolkit.training import load_method, save_checkpoint
 from wsolkit.wsi import (
     AnnotationOutsideSlideError,
     Annotations,
     SlideJob,
     TiffSlideReader,
     heatmap,
-    load_checkpoint,
     read_annotations,
     run_slides,
-    save_checkpoint,
     slide_metrics,
     write_pyramidal_tiff,
 )
@@ -133,8 +132,8 @@ def test_checkpoint_and_slide_command(tmp_path, capsys):
     jobs = _make_slides(tmp_path, n=2)
     torch.manual_seed(1)
     m = wsolkit.create_method("gap", 2, backbone="smallcnn")
-    ckpt = save_checkpoint(tmp_path / "m.pt", m, "gap", 2, backbone="smallcnn")
-    m2 = load_checkpoint(ckpt)
+    ckpt = save_checkpoint(tmp_path / "m.pt", m)
+    m2 = load_method(ckpt)
     for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
         torch.testing.assert_close(a, b)
     out = tmp_path / "out"
@@ -152,5 +151,5 @@ def test_checkpoint_and_slide_command(tmp_path, capsys):
         main(["slide", "--method", "max", "--checkpoint", str(ckpt), "--slides", str(tmp_path), "--out", str(out)])
     torch.save({"weights": 1}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a wsolkit checkpoint"):
-        load_checkpoint(tmp_path / "bad.pt")
+        load_method(tmp_path / "bad.pt")
     assert Annotations([]).rasterize((0, 0, 3, 3)).sum() == 0

@@ -4,7 +4,7 @@
                   [--mpp 0.5 | --level L] [--tile 512] [--overlap 64] [--target 1]
 
 The method comes from a checkpoint in the library's format (``{"method", "num_classes", "options",
-"state_dict"}``, see :func:`wsolkit.wsi.save_checkpoint`), or, for methods over a classifier (``cam`` and the
+"state_dict"}``, see :func:`wsolkit.training.save_checkpoint`), or, for methods over a classifier (``cam`` and the
 explainers), from ``--classifier timm:NAME`` (``--checkpoint`` then optionally holds the classifier's
 ``state_dict``). Slides: every ``.tif/.tiff/.svs/.ndpi/.mrxs`` file of a folder, or a CSV ``slide,path[,annotation]``.
 Annotations: ``<slide>.xml`` / ``<slide>.geojson`` / ``<slide>.json`` in ``--annotations``; with that flag, a slide
@@ -67,35 +67,28 @@ def read_slide_list(slides: str, annotations: str | None = None) -> list[Any]:
 def _build_method(args: argparse.Namespace) -> Any:
     import torch
 
-    from wsolkit.method import create_method
-    from wsolkit.wsi import load_checkpoint
+    from wsolkit.method import create_method, resolve_classifier
+    from wsolkit.registry import normalize_name
+    from wsolkit.training import load_checkpoint, load_method
 
     if args.classifier is not None:
         if args.method is None:
             raise WSOLValueError("`--classifier` needs `--method` (e.g. cam, gradcam)")
-        if args.checkpoint is not None:
-            state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and "state_dict" in state:
-                m = load_checkpoint(args.checkpoint, classifier=args.classifier)
-                return m
-            clf = args.classifier
-            from wsolkit.method import resolve_classifier
-
-            model = resolve_classifier(clf, args.num_classes)
-            model.load_state_dict(state)
-            return create_method(args.method, args.num_classes, classifier=model).eval()
-        return create_method(args.method, args.num_classes, classifier=args.classifier,
-                             pretrained=args.pretrained).eval()
+        if args.checkpoint is None:
+            return create_method(args.method, args.num_classes, classifier=args.classifier,
+                                 pretrained=args.pretrained).eval()
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:  # a wsolkit checkpoint of a method over a classifier
+            return load_method(state, classifier=args.classifier)
+        model = resolve_classifier(args.classifier, args.num_classes)  # the classifier's own weights
+        model.load_state_dict(state)
+        return create_method(args.method, args.num_classes, classifier=model).eval()
     if args.checkpoint is None:
         raise WSOLValueError("pass `--checkpoint PATH` (a wsolkit checkpoint) or `--classifier timm:NAME`")
-    m = load_checkpoint(args.checkpoint)
-    if args.method is not None:
-        from wsolkit.registry import normalize_name
-
-        saved = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["method"]
-        if normalize_name(args.method) != normalize_name(saved):
-            raise WSOLValueError(f"`--method` {args.method!r} differs from the checkpoint's method")
-    return m
+    ckpt = load_checkpoint(args.checkpoint)
+    if args.method is not None and normalize_name(args.method) != normalize_name(str(ckpt.get("method"))):
+        raise WSOLValueError(f"`--method` {args.method!r} differs from the checkpoint's method {ckpt.get('method')!r}")
+    return load_method(ckpt)
 
 
 def run(args: argparse.Namespace) -> int:

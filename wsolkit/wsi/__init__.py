@@ -40,7 +40,7 @@ from wsolkit.wsi.readers import (
     slide_mpp,
     to_rgb,
 )
-from wsolkit.wsi.run import CHECKPOINT_KEYS, SlideJob, load_checkpoint, run_slides, save_checkpoint
+from wsolkit.wsi.run import SlideJob, run_slides
 from wsolkit.wsi.scoring import plot_slide_metrics, slide_meter, slide_metrics, write_metrics_csv
 from wsolkit.wsi.tiling import TileDataset, TileGrid, grid_starts
 from wsolkit.wsi.tissue import SlideTissue, otsu_threshold, slide_tissue, tissue_channel, tissue_mask
@@ -56,5 +56,5 @@ __all__ = [
     "heatmap", "Heatmap", "blend_window", "resolve_preprocess",
     "slide_meter", "slide_metrics", "write_metrics_csv", "plot_slide_metrics",
     "write_pyramidal_tiff", "save_heatmap_tiff", "save_overlay_png", "save_npy", "colorize", "thumbnail",
-    "SlideJob", "run_slides", "save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS",
+    "SlideJob", "run_slides",
 ]

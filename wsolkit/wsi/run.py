@@ -1,4 +1,4 @@
-"""Heatmaps and scores of many slides, sharded over ``torch.distributed`` ranks, and the checkpoint format.
+"""Heatmaps and scores of many slides, sharded over ``torch.distributed`` ranks.
 
 :func:`run_slides` gives slide ``i`` to rank ``i % world_size``; each rank writes its slides' files; the
 dataset-level meter merges through the meters' DDP contract (``sync``: an ``all_reduce`` of integer histograms),
@@ -6,9 +6,8 @@ and per-slide rows are gathered to rank 0, which writes ``slides.csv``, ``summar
 do not depend on the number of processes. ``torchrun --nproc-per-node N -m wsolkit slide ...`` runs it on one
 machine, ``torchrun --nnodes M --node-rank R --rdzv-endpoint HOST:PORT ...`` across machines.
 
-**Checkpoint format** (:func:`save_checkpoint` / :func:`load_checkpoint`): a ``torch.save`` dict
-``{"method": name, "num_classes": K, "options": {...}, "state_dict": ..., "backbone": name?, "classifier": name?}``
-— enough to rebuild the module with :func:`wsolkit.create_method` and load its weights.
+Methods come from the library's checkpoints (:func:`wsolkit.training.save_checkpoint` /
+:func:`wsolkit.training.load_method`).
 """
 
 from __future__ import annotations
@@ -21,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from wsolkit._checks import WSOLTypeError, WSOLValueError
+from wsolkit._checks import WSOLValueError
 from wsolkit.metrics import LocalizationMeter
 from wsolkit.wsi.annotations import read_annotations
 from wsolkit.wsi.export import save_heatmap_tiff, save_npy, save_overlay_png
@@ -32,58 +30,7 @@ from wsolkit.wsi.heatmap import heatmap
 from wsolkit.wsi.readers import open_slide
 from wsolkit.wsi.scoring import SUMMARY_KEYS, plot_slide_metrics, slide_meter, write_metrics_csv
 
-__all__ = ["SlideJob", "run_slides", "save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS"]
-
-#: keys every checkpoint holds
-CHECKPOINT_KEYS = ("method", "num_classes", "options", "state_dict")
-
-
-def save_checkpoint(path: str | os.PathLike, method: nn.Module, name: str, num_classes: int | None,
-                    options: dict[str, Any] | None = None, **build: Any) -> Path:
-    """Save ``method`` in the library's checkpoint format (``build``: ``backbone=`` / ``classifier=`` names).
-
-    Example:
-        >>> import tempfile, wsolkit
-        >>> m = wsolkit.create_method("gap", 2, backbone="smallcnn")
-        >>> p = save_checkpoint(tempfile.mkdtemp() + "/m.pt", m, "gap", 2, backbone="smallcnn")
-        >>> sorted(torch.load(p, weights_only=True))
-        ['backbone', 'method', 'num_classes', 'options', 'state_dict']
-    """
-    for k, v in build.items():
-        if k not in ("backbone", "classifier") or not isinstance(v, str):
-            raise WSOLTypeError(f"`{k}` must be `backbone` or `classifier` given by name (str), got {v!r}")
-    ckpt = {"method": str(name), "num_classes": num_classes, "options": dict(options or {}),
-            "state_dict": {k: v.detach().cpu() for k, v in method.state_dict().items()}, **build}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, *, classifier: Any = None, backbone: Any = None,
-                    map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a method from a checkpoint (:data:`CHECKPOINT_KEYS`) and load its weights (strict).
-
-    ``classifier`` / ``backbone`` override the names stored in the checkpoint (e.g. ``"timm:resnet18"``).
-    """
-    from wsolkit.method import create_method
-
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
-        got = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise WSOLValueError(f"{str(path)!r} is not a wsolkit checkpoint: expected keys {list(CHECKPOINT_KEYS)}, "
-                             f"got {got}")
-    kw: dict[str, Any] = dict(ckpt["options"] or {})
-    cls = classifier if classifier is not None else ckpt.get("classifier")
-    bb = backbone if backbone is not None else ckpt.get("backbone")
-    if cls is not None:
-        kw["classifier"] = cls
-    elif bb is not None:
-        kw["backbone"] = bb
-    m = create_method(ckpt["method"], ckpt["num_classes"], **kw)
-    m.load_state_dict(ckpt["state_dict"])
-    return m.eval()
-
+__all__ = ["SlideJob", "run_slides"]
 
 @dataclass(frozen=True)
 class SlideJob:
