@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_int
+from wsolkit.data.preprocessing import Preprocessing, preprocessing
 from wsolkit.wsi.readers import open_slide, resolve_level
 from wsolkit.wsi.tiling import TileDataset, TileGrid
 from wsolkit.wsi.tissue import slide_tissue
@@ -80,20 +81,18 @@ def blend_window(size: int, overlap: int) -> np.ndarray:
     return np.minimum(1.0, np.minimum((i + 0.5) / overlap, (size - i - 0.5) / overlap))
 
 
-def _find_cfg(model: nn.Module) -> dict[str, Any] | None:
-    for m in model.modules():
-        cfg = getattr(m, "pretrained_cfg", None) or getattr(m, "default_cfg", None)
-        if isinstance(cfg, dict) and "mean" in cfg and "std" in cfg:
-            return cfg
-    return None
+#: tiles scaled to [0, 1] and nothing else: the fallback for a module that declares no preprocessing
+UNIT_RANGE = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), source="tiles scaled to [0, 1]")
 
 
 def resolve_preprocess(model: nn.Module, preprocess: Callable | None = None,
                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Callable:
     """The tile transform: ``uint8 (B, 3, H, W)`` → model input.
 
-    In order: ``preprocess`` (a callable on float tiles in ``[0, 1]``); ``mean`` / ``std``; the model's timm
-    ``pretrained_cfg`` (``mean`` / ``std`` of the first submodule that has one); else tiles scaled to ``[0, 1]``.
+    In order: ``preprocess`` (a callable on float tiles in ``[0, 1]``); ``mean`` / ``std``; what the model declares,
+    read by :func:`wsolkit.data.preprocessing` (timm ``pretrained_cfg``, torchvision weights, Hugging Face processor
+    config, wsolkit's own backbones — the same statistics :func:`wsolkit.training.fit` trained with); else
+    :data:`UNIT_RANGE` (tiles scaled to ``[0, 1]``).
 
     Example:
         >>> f = resolve_preprocess(nn.Identity(), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -106,17 +105,13 @@ def resolve_preprocess(model: nn.Module, preprocess: Callable | None = None,
         return lambda x: preprocess(x.float().div_(255.0))
     if (mean is None) != (std is None):
         raise WSOLValueError("pass both `mean` and `std` or neither")
-    if mean is None:
-        cfg = _find_cfg(model)
-        if cfg is not None:
-            mean, std = cfg["mean"], cfg["std"]
-    if mean is None:
-        return lambda x: x.float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    if m.numel() != 3 or s.numel() != 3 or bool((s <= 0).any()):
-        raise WSOLValueError(f"`mean` / `std` must be 3 numbers (std > 0), got {mean} / {std}")
-    return lambda x: (x.float().div_(255.0) - m.to(x.device)) / s.to(x.device)
+    if mean is not None:
+        prep = Preprocessing(mean=mean, std=std, source="mean/std arguments")
+        if len(prep.mean) != 3:
+            raise WSOLValueError(f"`mean` / `std` must be 3 numbers (std > 0), got {mean} / {std}")
+    else:
+        prep = preprocessing(model, default=UNIT_RANGE, warn=False)
+    return lambda x: prep(x.float().div_(255.0))
 
 
 def _select(cams: torch.Tensor, target: int | None, k: int) -> torch.Tensor:
@@ -258,7 +253,7 @@ def heatmap(
         >>> s = InMemorySlide.from_array(np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8), 2)
         >>> m = wsolkit.create_method("gap", 2, backbone="smallcnn")
         >>> h = heatmap(s, m, tile=64, overlap=16, tissue=False, num_workers=0)
-        >>> h.shape, tuple(h.logits.shape), float(np.asarray(h).max())
+        >>> h.shape, tuple(h.logits.shape), round(float(np.asarray(h).max()), 4)
         ((96, 128), (6, 2), 1.0)
     """
     if not isinstance(method, nn.Module):
