@@ -14,7 +14,7 @@ Where ``F`` and ``W`` come from:
 - a :class:`~wsolkit.models.WSOLModel`: its own class maps (``out.cams``);
 - torchvision and Hugging Face classifiers (output with ``.logits``) and other modules: the last linear layer is
   ``fc`` / ``classifier`` / ``head`` (a ``Linear``, or a ``Sequential`` ending in one after only dropout /
-  flatten / identity); ``F`` is the input of the last ``AdaptiveAvgPool2d`` executed (or, e.g. DenseNet's
+  flatten / identity), or the last ``Linear`` of a plain ``nn.Sequential``; ``F`` is the input of the last ``AdaptiveAvgPool2d`` executed (or, e.g. DenseNet's
   functional pooling, the last 4-D module output, possibly through a ReLU), captured by hooks during the one
   forward pass and removed afterwards.
 """
@@ -59,6 +59,10 @@ def _last_linear(model: nn.Module) -> nn.Linear:
                 f" not global average pooling followed by one linear layer: CAM does not apply (use an explainer, "
                 f"e.g. create_method('gradcam', classifier=...))"
             )
+    if isinstance(model, nn.Sequential):  # a plain Sequential ending in ... → pooling → (flatten) → Linear
+        tail = [m for m in model if not isinstance(m, _PASS_THROUGH)]
+        if tail and isinstance(tail[-1], nn.Linear):
+            return tail[-1]
     raise NotAGAPNetworkError(
         f"cannot find the last linear layer of {type(model).__name__} (looked at get_classifier(), `fc`, "
         f"`classifier`, `head`): CAM needs a GAP → linear classifier (use an explainer otherwise)"
