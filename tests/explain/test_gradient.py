@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from wsolkit.cams import postprocess
 from tests.explain._refs import TinyCNN, raw, ref_map, tiny_acts, tiny_grads, tiny_head
 from wsolkit import create_method
+from wsolkit.cams import postprocess
 from wsolkit.explain import (
     GradCAM,
     GradCAMPlusPlus,

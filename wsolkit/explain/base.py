@@ -56,7 +56,8 @@ def _as_index_tensor(labels: Any, b: int) -> torch.Tensor:
             raise WSOLTypeError(f"`labels` must be an integer tensor, got {labels.dtype}")
         return labels
     raise WSOLTypeError(
-        f"`labels` must be None, an int, a (B,) integer array / list / tensor or a callable, got {type(labels).__name__}"
+        "`labels` must be None, an int, a (B,) integer array / list / tensor or a callable, "
+        f"got {type(labels).__name__}"
     )
 
 

@@ -14,9 +14,9 @@ Where ``F`` and ``W`` come from:
 - a :class:`~wsolkit.models.WSOLModel`: its own class maps (``out.cams``);
 - torchvision and Hugging Face classifiers (output with ``.logits``) and other modules: the last linear layer is
   ``fc`` / ``classifier`` / ``head`` (a ``Linear``, or a ``Sequential`` ending in one after only dropout /
-  flatten / identity), or the last ``Linear`` of a plain ``nn.Sequential``; ``F`` is the input of the last ``AdaptiveAvgPool2d`` executed (or, e.g. DenseNet's
-  functional pooling, the last 4-D module output, possibly through a ReLU), captured by hooks during the one
-  forward pass and removed afterwards.
+  flatten / identity), or the last ``Linear`` of a plain ``nn.Sequential``; ``F`` is the input of the last
+  ``AdaptiveAvgPool2d`` executed (or, for a functional pooling as in DenseNet, the last 4-D module output, possibly
+  through a ReLU), captured by hooks during the one forward pass and removed afterwards.
 """
 
 from __future__ import annotations

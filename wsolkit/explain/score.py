@@ -32,8 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wsolkit import cams as cam_ops
-from wsolkit._checks import check_choice, check_int, check_number
-from wsolkit._checks import WSOLTypeError
+from wsolkit._checks import WSOLTypeError, check_choice, check_int, check_number
 from wsolkit.explain._hooks import LayerSpec, _Capture
 from wsolkit.explain.base import BaseCAM, Targets, _masked_softmax
 
@@ -159,8 +158,8 @@ class SSCAM(ScoreCAM):
     """SS-CAM, smoothed Score-CAM (Naidu & Michael, 2020): channel scores averaged over noisy masked inputs.
 
     ``s_k = (1/N) Σ_n f(x ⊙ (H_k + ε_n))`` with ``ε_n ~ N(0, σ²)`` (``perturb="mask"``, default) or
-    ``f((x + ε_n) ⊙ H_k)`` (``perturb="input"``); then the channel weights as Score-CAM (option ``score``). Defaults are the
-    paper's ``N = 35, σ = 2`` (survey Table 4).
+    ``f((x + ε_n) ⊙ H_k)`` (``perturb="input"``); then the channel weights as Score-CAM (option ``score``).
+    Defaults are the paper's ``N = 35, σ = 2`` (survey Table 4).
 
     Args:
         classifier: the trained classifier.
@@ -227,8 +226,8 @@ class SSCAM(ScoreCAM):
 class ISCAM(ScoreCAM):
     """IS-CAM, integrated Score-CAM (Naidu et al., 2020): scores averaged along a path of scaled masks.
 
-    ``s_k = (1/N) Σ_{i=1..N} f(x ⊙ (i/N) H_k)``, then the channel weights as Score-CAM (option ``score``); default ``N = 10``
-    (survey Table 4).
+    ``s_k = (1/N) Σ_{i=1..N} f(x ⊙ (i/N) H_k)``, then the channel weights as Score-CAM (option ``score``);
+    default ``N = 10`` (survey Table 4).
 
     Args:
         classifier: the trained classifier.
