@@ -20,12 +20,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch.nn as nn
-
 from wsolkit.explain._hooks import resolve_target_layers
 from wsolkit.explain._legacy import create_explainer, list_explainers
+from wsolkit.explain._registration import register_all
 from wsolkit.explain.ablation import AblationCAM
 from wsolkit.explain.base import BaseCAM, InferenceModeError, target_indices
 from wsolkit.explain.cam import CAM, NotAGAPNetworkError
@@ -41,7 +38,6 @@ from wsolkit.explain.gradient import (
     xgradcam_map,
 )
 from wsolkit.explain.score import ISCAM, SSCAM, ScoreCAM
-from wsolkit.method import register_method
 
 __all__ = [
     "BaseCAM",
@@ -67,17 +63,4 @@ __all__ = [
     "list_explainers",
 ]
 
-
-def _factory(cls: type[nn.Module]):
-    def build(num_classes: int | None = None, *, classifier: nn.Module, **options: Any) -> nn.Module:
-        return cls(classifier, num_classes=num_classes, **options)
-
-    build.__name__ = build.__qualname__ = f"create_{cls.__name__}"
-    build.__doc__ = f"Registry factory of :class:`{cls.__name__}`: ``create_method(name, classifier=..., **options)``."
-    return build
-
-
-register_method("cam", needs="classifier", family="cam")(_factory(CAM))
-for _cls in (GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM, LayerCAM, ScoreCAM, SSCAM, ISCAM,
-             AblationCAM):
-    register_method(_cls.name, needs="classifier", family="explainer")(_factory(_cls))
+register_all()
