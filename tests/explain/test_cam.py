@@ -121,3 +121,23 @@ def test_not_a_gap_network_is_a_typed_error():
     assert issubclass(NotAGAPNetworkError, ValueError)
     with pytest.raises(TypeError, match="`labels` of `cam`"):
         CAM(timm.create_model("test_resnet", num_classes=2))(x, lambda z: z[:, 0])
+
+
+def test_hooks_and_modes_restored_after_an_exception():
+    class Boom(torch.nn.Module):
+        def forward(self, t):
+            raise RuntimeError("boom")
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)).train()
+    m = wsolkit.create_method("cam", classifier=net)
+    x = torch.rand(2, 3, 8, 8)
+    with torch.inference_mode():  # no gradient needed: runs under inference mode
+        ok = m(x, [0, 1])
+    assert ok.cams.shape == (2, 1, 8, 8) and all(mod.training for mod in net.modules())
+    net.insert(4, Boom())
+    with pytest.raises(RuntimeError, match="boom"):
+        m(x)
+    assert all(not (mod._forward_hooks or mod._forward_pre_hooks) for mod in net.modules())
+    assert all(mod.training for mod in net.modules())
