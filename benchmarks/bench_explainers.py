@@ -1,7 +1,8 @@
 """Speed of wsolkit's explainers against grad-cam (pytorch-grad-cam) 1.5.x and torchcam 0.5 (the ``bench`` extra).
 
-Gradient family: torchvision resnet18 (random weights), batch 8, 224 px, CPU, maps upsampled to the input size and
-min-max normalised (torchcam returns normalised maps at the layer resolution: it does not upsample). Score-CAM:
+Gradient family and ``cam``: torchvision resnet18 (random weights), batch 8, 224 px, CPU; wsolkit's raw ``out.cams``
+go through ``wsolkit.cams.postprocess`` (upsampled to the input size and min-max normalised; torchcam returns
+normalised maps at the layer resolution: it does not upsample). Score-CAM:
 exact output, one image, the same masked-input batch size for both libraries (grad-cam's default, 16); the
 de-duplication gain (``dedup=True`` vs ``False``) is reported as the number of forwards saved.
 
@@ -20,7 +21,8 @@ import warnings
 import torch
 import torchvision
 
-import wsolkit.explain as wx
+import wsolkit
+from wsolkit.cams import postprocess
 
 
 def _interleaved_min(fns: dict, rounds: int) -> dict:
@@ -62,42 +64,59 @@ def main(argv: list[str] | None = None) -> None:
 
     pgc_targets = [ClassifierOutputTarget(int(c)) for c in classes]
     fns: dict[tuple[str, str], object] = {}
+    size = (a.size, a.size)
     for ours, peer_pgc, peer_tc in [
-        (wx.GradCAM, pgc.GradCAM, tcm.GradCAM),
-        (wx.GradCAMPlusPlus, pgc.GradCAMPlusPlus, tcm.GradCAMpp),
-        (wx.XGradCAM, pgc.XGradCAM, tcm.XGradCAM),
-        (wx.LayerCAM, pgc.LayerCAM, tcm.LayerCAM),
+        ("gradcam", pgc.GradCAM, tcm.GradCAM),
+        ("gradcam++", pgc.GradCAMPlusPlus, tcm.GradCAMpp),
+        ("xgradcam", pgc.XGradCAM, tcm.XGradCAM),
+        ("layercam", pgc.LayerCAM, tcm.LayerCAM),
     ]:
-        cam = ours(model, model.layer4)
+        cam = wsolkit.create_method(ours, classifier=model, target_layers="layer4")
         g = peer_pgc(model=model, target_layers=[model.layer4])
-        fns[(ours.__name__, "wsolkit")] = lambda cam=cam: cam(x, classes)
-        fns[(ours.__name__, "grad-cam")] = lambda g=g: g(input_tensor=x, targets=pgc_targets)
+        fns[(ours, "wsolkit")] = lambda cam=cam: postprocess(cam(x, classes).cams, None, size)
+        fns[(ours, "grad-cam")] = lambda g=g: g(input_tensor=x, targets=pgc_targets)
 
         def run_tc(cls=peer_tc):
             with cls(model, target_layer="layer4", input_shape=(3, a.size, a.size)) as ext:
                 out = model(x)
                 return ext(classes.tolist(), out)
 
-        fns[(ours.__name__, "torchcam")] = run_tc
+        fns[(ours, "torchcam")] = run_tc
+    own = wsolkit.create_method("cam", classifier=model)
+
+    def run_own():
+        with torch.no_grad():
+            return postprocess(own(x, classes).cams, None, size)
+
+    def run_tc_cam():
+        with tcm.CAM(model, target_layer="layer4", fc_layer="fc", input_shape=(3, a.size, a.size)) as ext:
+            with torch.no_grad():
+                out = model(x)
+            return ext(classes.tolist(), out)
+
+    fns[("cam", "wsolkit")] = run_own
+    fns[("cam", "torchcam")] = run_tc_cam
     best = _interleaved_min(fns, a.repeats)
     print(f"resnet18, batch {a.batch}, {a.size} px, {a.threads} threads "
           f"(seconds per call, min over {a.repeats} interleaved rounds)")
     print(f"{'method':24s} {'wsolkit':>8s} {'grad-cam':>9s} {'torchcam':>9s} {'gc/ours':>8s} {'ours/tc':>8s}")
     for name in dict.fromkeys(k[0] for k in fns):
-        t_o, t_g, t_t = best[(name, "wsolkit")], best[(name, "grad-cam")], best[(name, "torchcam")]
-        print(f"{name:24s} {t_o:8.3f} {t_g:9.3f} {t_t:9.3f} {t_g / t_o:8.2f} {t_o / t_t:8.2f}")
+        t_o, t_t = best[(name, "wsolkit")], best[(name, "torchcam")]
+        t_g = best.get((name, "grad-cam"))  # grad-cam has no CAM
+        gc, ratio = ("-", "-") if t_g is None else (f"{t_g:.3f}", f"{t_g / t_o:.2f}")
+        print(f"{name:24s} {t_o:8.3f} {gc:>9s} {t_t:9.3f} {ratio:>8s} {t_o / t_t:8.2f}")
 
     if a.skip_score:
         return
     xs = torch.randn(1, 3, a.score_size, a.score_size)
     with torch.no_grad():
         c = model(xs).argmax(1)
-    ours = wx.ScoreCAM(model, model.layer4, batch_size=16)
+    ours = wsolkit.create_method("scorecam", classifier=model, target_layers="layer4", batch_size=16)
     t0 = time.perf_counter()
     ours(xs, c)
     t_ours = time.perf_counter() - t0
     n_dedup = ours.last_num_forwards
-    plain = wx.ScoreCAM(model, model.layer4, batch_size=16, dedup=False)
+    plain = wsolkit.create_method("scorecam", classifier=model, target_layers="layer4", batch_size=16, dedup=False)
     t0 = time.perf_counter()
     plain(xs, c)
     t_plain = time.perf_counter() - t0

@@ -114,3 +114,10 @@ def minmax(m: torch.Tensor) -> torch.Tensor:
         if hi > lo:
             out[i] = (m[i] - lo) / (hi - lo)
     return out
+
+
+def raw(method: nn.Module, x: torch.Tensor, labels=None) -> torch.Tensor:
+    """The raw ``(B, h, w)`` map of an explainer's output (``out.cams[:, 0]``)."""
+    out = method(x, labels)
+    assert out.cams.ndim == 4 and out.cams.shape[1] == 1
+    return out.cams[:, 0]

@@ -9,16 +9,21 @@ import timm
 import torch
 import torch.nn as nn
 
+import wsolkit
 import wsolkit.explain as ex
-from tests.explain._refs import TinyCNN
+from tests.explain._refs import TinyCNN, raw
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError
 from wsolkit.backbones import create_backbone
+from wsolkit.cams import postprocess
 from wsolkit.explain import GradCAM, ScoreCAM, create_explainer, list_explainers
 from wsolkit.heads import GAP
 from wsolkit.models import WSOLModel
+from wsolkit.registry import UnknownNameError
 
 FAST = {"smoothgradcam++": {"n_samples": 2}, "sscam": {"n_samples": 2}, "iscam": {"n_samples": 2}}
-NAMES = list_explainers()
+NAMES = ["gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam", "scorecam", "sscam", "iscam",
+         "ablationcam"]
+GRADIENT = ["gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam"]
 
 
 def _net():
@@ -29,6 +34,10 @@ def _net():
     )
 
 
+def _make(name, net, **kw):
+    return wsolkit.create_method(name, classifier=net, **{**FAST.get(name, {}), **kw})
+
+
 def _hook_count(model: nn.Module) -> int:
     return sum(
         len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
@@ -36,18 +45,68 @@ def _hook_count(model: nn.Module) -> int:
     )
 
 
-def test_public_api():
+def test_public_api_and_registry():
     assert sorted(ex.__all__) == sorted([
-        "BaseCAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus", "XGradCAM", "LayerCAM", "ScoreCAM",
-        "SSCAM", "ISCAM", "AblationCAM", "gradcam_map", "gradcampp_map", "xgradcam_map", "layercam_map",
-        "resolve_target_layers", "create_explainer", "list_explainers",
+        "BaseCAM", "CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus", "XGradCAM", "LayerCAM", "ScoreCAM",
+        "SSCAM", "ISCAM", "AblationCAM", "InferenceModeError", "NotAGAPNetworkError", "gradcam_map",
+        "gradcampp_map", "xgradcam_map", "layercam_map", "resolve_target_layers", "target_indices",
+        "create_explainer", "list_explainers",
     ])
-    assert NAMES == ["gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam", "scorecam", "sscam",
-                     "iscam", "ablationcam"]
-    assert isinstance(create_explainer("Grad-CAM++", _net()), ex.GradCAMPlusPlus)
-    assert isinstance(create_explainer("smooth_gradcam_plusplus", _net()), ex.SmoothGradCAMPlusPlus)
-    with pytest.raises(WSOLValueError, match="unknown explainer 'gradcan'.*gradcam"):
-        create_explainer("gradcan", _net())
+    assert set(NAMES) | {"cam"} <= set(wsolkit.list_methods())
+    assert wsolkit.list_methods("*cam*") == sorted(NAMES + ["cam"])
+    for name in NAMES:
+        assert wsolkit.method_info(name) == {"name": name, "needs": "classifier", "family": "explainer"}
+    assert wsolkit.method_info("cam")["family"] == "cam"
+    assert isinstance(wsolkit.create_method("Grad-CAM++", classifier=_net()), ex.GradCAMPlusPlus)
+    assert isinstance(wsolkit.create_method("smooth_gradcam_plusplus", classifier=_net()), ex.SmoothGradCAMPlusPlus)
+    with pytest.raises(UnknownNameError, match="gradcan.*gradcam"):
+        wsolkit.create_method("gradcan", classifier=_net())
+    m = _make("scorecam", _net(), target_layers="2")
+    assert isinstance(m, wsolkit.WSOLMethod) and m.num_classes is None and not m.trainable
+
+
+def test_not_trainable_and_num_classes():
+    import timm
+
+    clf = timm.create_model("test_resnet", num_classes=3)
+    for name in NAMES + ["cam"]:
+        m = _make(name, clf)
+        assert m.num_classes == 3
+        with pytest.raises(wsolkit.NotTrainableError, match="not trained"):
+            next(iter(m.training_steps(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))))
+    with pytest.raises(WSOLValueError, match="`num_classes`=4 but the classifier has 3"):
+        wsolkit.create_method("gradcam", 4, classifier=clf)
+
+
+def test_classifier_is_a_submodule():
+    net = _net().eval()
+    m = _make("gradcam", net, target_layers="2")
+    assert list(m.state_dict()) == ["classifier." + k for k in net.state_dict()]
+    other = _make("gradcam", _net().apply(lambda mod: mod.reset_parameters() if hasattr(mod, "reset_parameters")
+                                          else None), target_layers="2")
+    other.load_state_dict(m.state_dict())
+    x = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(other(x).cams, m(x).cams)
+    m64 = m.to(torch.float64)
+    assert net[0].weight.dtype == torch.float64
+    assert m64(x.double()).cams.dtype == torch.float64
+
+
+def test_deprecated_aliases_keep_the_old_call_form():
+    net = _net().eval()
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.warns(DeprecationWarning, match="list_methods"):
+        assert list_explainers() == NAMES
+    with pytest.warns(DeprecationWarning, match="create_method"):
+        old = create_explainer("gradcam", net, target_layers="2")
+    with old as cam:
+        maps = cam(x, torch.tensor([0, 2]))
+    new = wsolkit.create_method("gradcam", classifier=net, target_layers="2")(x, torch.tensor([0, 2]))
+    torch.testing.assert_close(maps, postprocess(new.cams, None, x.shape[-2:]))
+    with pytest.warns(DeprecationWarning):
+        rawmaps = create_explainer("gradcam", net, target_layers="2", upsample=False, normalize=False)(x, 1)
+    torch.testing.assert_close(rawmaps, wsolkit.create_method("gradcam", classifier=net, target_layers="2")(x, 1)
+                               .cams[:, 0])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -60,11 +119,11 @@ def test_state_restored_after_success(name, train):
     rg = [p.requires_grad for p in net.parameters()]
     bn = net[1].running_mean.clone()
     x = torch.rand(2, 3, 8, 8)
-    with create_explainer(name, net, target_layers="2", **FAST.get(name, {})) as cam:
-        out = cam(x, targets=torch.tensor([0, 2]))
-        assert _hook_count(net) == 0
-    assert out.shape == (2, 8, 8) and torch.isfinite(out).all()
-    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    grad_mode = torch.is_grad_enabled()
+    out = _make(name, net, target_layers="2")(x, torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 3) and not out.logits.requires_grad
+    assert out.cams.shape == (2, 1, 8, 8) and torch.isfinite(out.cams).all() and float(out.cams.min()) >= 0
+    assert torch.is_grad_enabled() == grad_mode
     assert _hook_count(net) == 0
     assert [m.training for m in net.modules()] == flags
     assert [p.requires_grad for p in net.parameters()] == rg
@@ -93,41 +152,90 @@ def test_state_restored_after_exception(name, after):
     net = _net().train()
     net.insert(4, _Boom(after))
     flags = [m.training for m in net.modules()]
-    cam = create_explainer(name, net, target_layers="2", **FAST.get(name, {}))
+    cam = _make(name, net, target_layers="2")
+    grad_mode = torch.is_grad_enabled()
     with pytest.raises(RuntimeError, match="boom"):
         cam(torch.rand(2, 3, 8, 8))
     assert _hook_count(net) == 0
     assert [m.training for m in net.modules()] == flags
+    assert torch.is_grad_enabled() == grad_mode
 
 
-@pytest.mark.parametrize("name", ["gradcam", "gradcam++", "xgradcam", "layercam", "smoothgradcam++"])
+@pytest.mark.parametrize("name", GRADIENT)
 def test_gradient_family_under_no_grad_and_frozen(name):
     net = _net().eval()
     x = torch.rand(2, 3, 8, 8)
-    ref = create_explainer(name, net, target_layers="2", **FAST.get(name, {}))(x)
+    ref = _make(name, net, target_layers="2")(x)
     net.requires_grad_(False)
     with torch.no_grad():
-        out = create_explainer(name, net, target_layers="2", **FAST.get(name, {}))(x)
-    torch.testing.assert_close(out, ref)
-    assert float(out.max()) == 1.0
+        out = _make(name, net, target_layers="2")(x)
+        assert not torch.is_grad_enabled()
+    torch.testing.assert_close(out.cams, ref.cams)
+    torch.testing.assert_close(out.logits, ref.logits)
+    assert float(out.cams.max()) > 0
     assert not any(p.requires_grad for p in net.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inference_mode(name):
+    net = _net().eval()
+    m = _make(name, net, target_layers="2")
+    x = torch.rand(2, 3, 8, 8)
+    if name in GRADIENT:
+        with torch.inference_mode(), pytest.raises(ex.InferenceModeError, match=r"inference_mode\(\).*no_grad"):
+            m(x)
+        assert isinstance(ex.InferenceModeError("x"), (ValueError, RuntimeError))
+        assert _hook_count(net) == 0
+    else:  # gradient-free explainers run under inference mode
+        ref = m(x)
+        with torch.inference_mode():
+            out = m(x)
+        torch.testing.assert_close(out.cams, ref.cams)
+
+
+@pytest.mark.parametrize("name", NAMES + ["cam"])
+def test_labels_accept_lists_and_numpy(name):
+    import numpy as np
+
+    net = _net().eval()
+    m = _make(name, net) if name == "cam" else _make(name, net, target_layers="2")
+    x = torch.rand(3, 3, 8, 8)
+    ref = m(x, torch.tensor([2, 0, 1])).cams
+    pred = m(x).logits.argmax(1)
+    for labels in ([2, 0, 1], (2, 0, 1), np.array([2, 0, 1]), np.array([2, 0, 1], dtype=np.int32),
+                   [np.int64(2), 0, np.int8(1)]):
+        torch.testing.assert_close(m(x, labels).cams, ref)
+    one = m(x, torch.tensor([1, 1, 1])).cams
+    for labels in (1, np.int64(1), np.array(1), [1]):
+        torch.testing.assert_close(m(x, labels).cams, one)
+    scores = m(x).logits.detach().numpy()
+    torch.testing.assert_close(m(x, scores.argmax(1)).cams, m(x, pred).cams)  # what argmax returns
+    torch.testing.assert_close(m(x, None).cams, m(x, pred).cams)
+    with pytest.raises(WSOLTypeError, match="`labels`.*integer array.*float"):
+        m(x, np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(WSOLTypeError, match="`labels` given as a list must hold ints"):
+        m(x, [0, 1.5, 2])
+    with pytest.raises(ShapeError, match=r"`labels` must have shape \(3,\).*\(2,\)"):
+        m(x, [0, 1])
+    with pytest.raises(WSOLValueError, match=r"`labels`.*\[0, 2\].*\[0, 3\]"):
+        m(x, np.array([0, 3, 1]))
 
 
 def test_dataparallel_and_names():
     net = _net().eval()
     x = torch.rand(2, 3, 8, 8)
-    ref = GradCAM(net, "2")(x)
+    ref = raw(GradCAM(net, "2"), x)
     dp = nn.DataParallel(net)
-    torch.testing.assert_close(GradCAM(dp, "2")(x), ref)
-    torch.testing.assert_close(GradCAM(dp, "module.2")(x), ref)
-    torch.testing.assert_close(GradCAM(dp, net[2])(x), ref)
+    torch.testing.assert_close(raw(GradCAM(dp, "2"), x), ref)
+    torch.testing.assert_close(raw(GradCAM(dp, "module.2"), x), ref)
+    torch.testing.assert_close(raw(GradCAM(dp, net[2]), x), ref)
 
 
 def test_auto_layer_wsolmodel_probe_timm_swin():
     bb = create_backbone("smallcnn", output_stride=8, width=4)
     model = WSOLModel(bb, GAP(bb.out_channels, 2)).eval()
-    cam = GradCAM(model, upsample=False)
-    out = cam(torch.rand(2, 3, 32, 32))
+    cam = GradCAM(model)
+    out = raw(cam, torch.rand(2, 3, 32, 32))
     assert cam.layers == [model.backbone] and out.shape == (2, 4, 4)
     # Grad-CAM of a GAP + linear model equals the normalised CAM of the true class map (w ∝ W_c, eq. 2)
     with torch.no_grad():
@@ -145,8 +253,8 @@ def test_auto_layer_wsolmodel_probe_timm_swin():
     assert cam.layers == [m.layer4]
     # Swin (NHWC stages)
     sw = timm.create_model("swin_tiny_patch4_window7_224", num_classes=3, depths=(1, 1, 1, 1)).eval()
-    cam = GradCAM(sw, upsample=False)
-    out = cam(torch.rand(1, 3, 224, 224))
+    cam = GradCAM(sw)
+    out = raw(cam, torch.rand(1, 3, 224, 224))
     assert cam.layers == [sw.layers[3]] and out.shape == (1, 7, 7)
 
 
@@ -155,11 +263,11 @@ def test_gap_model_gradcam_equals_class_map():
     bb = create_backbone("smallcnn", output_stride=8, width=4)
     model = WSOLModel(bb, GAP(bb.out_channels, 3)).double().eval()
     x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
-    raw = GradCAM(model, upsample=False, normalize=False)(x, targets=torch.tensor([2, 1]))
+    got = raw(GradCAM(model), x, torch.tensor([2, 1]))
     with torch.no_grad():
         cams = model(x).cams
     want = torch.relu(cams[torch.arange(2), torch.tensor([2, 1])]) / 16
-    torch.testing.assert_close(raw, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_user_reshape():
@@ -178,13 +286,13 @@ def test_user_reshape():
     def reshape(t):
         return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], 3, 3)
 
-    out = GradCAM(m, "proj", upsample=False)(torch.rand(2, 3, 12, 12))
+    out = raw(GradCAM(m, "proj"), torch.rand(2, 3, 12, 12))
     assert out.shape == (2, 3, 3)
     # a token layer without reshape → typed error naming the layer
     m2 = nn.Sequential(nn.Flatten(2), nn.Linear(16, 4), nn.Flatten(), nn.Linear(12, 2))
     with pytest.raises(ShapeError, match="spatial output"):
         GradCAM(m2, "1")(torch.rand(2, 3, 4, 4))
-    out2 = GradCAM(m2, "1", reshape=lambda t: t.reshape(t.shape[0], 3, 2, 2), upsample=False)(torch.rand(2, 3, 4, 4))
+    out2 = raw(GradCAM(m2, "1", reshape=lambda t: t.reshape(t.shape[0], 3, 2, 2)), torch.rand(2, 3, 4, 4))
     assert out2.shape == (2, 2, 2)
     del reshape
 
@@ -193,17 +301,19 @@ def test_typed_errors():
     net = _net().eval()
     x = torch.rand(2, 3, 8, 8)
     cam = GradCAM(net, "2")
-    with pytest.raises(WSOLValueError, match=r"`targets`.*\[0, 2\].*got 3"):
+    with pytest.raises(WSOLValueError, match=r"`labels`.*\[0, 2\].*\[3, 3\]"):
         cam(x, 3)
-    with pytest.raises(WSOLValueError, match=r"`targets`.*\[0, 2\].*\[-1, 0\]"):
+    with pytest.raises(WSOLValueError, match=r"`labels`.*\[0, 2\].*\[-1, 0\]"):
         cam(x, torch.tensor([0, -1]))
-    with pytest.raises(ShapeError, match=r"`targets` must have shape \(2,\).*\(3,\)"):
+    with pytest.raises(ShapeError, match=r"`labels` must have shape \(2,\).*\(3,\)"):
         cam(x, torch.tensor([0, 1, 2]))
-    with pytest.raises(WSOLTypeError, match="`targets`.*integer"):
+    with pytest.raises(WSOLTypeError, match="`labels`.*integer"):
         cam(x, torch.tensor([0.0, 1.0]))
-    with pytest.raises(WSOLTypeError, match="`targets`"):
+    with pytest.raises(WSOLTypeError, match="`labels`"):
         cam(x, "cat")
-    with pytest.raises(ShapeError, match="callable `targets`"):
+    with pytest.raises(WSOLTypeError, match="`labels`.*bool"):
+        cam(x, True)
+    with pytest.raises(ShapeError, match="callable `labels`"):
         cam(x, lambda z: z)
     with pytest.raises(ShapeError, match=r"`x` must have shape \(B, C, H, W\), got \(3, 8, 8\)"):
         cam(x[0])
@@ -230,7 +340,7 @@ def test_typed_errors():
 
     with pytest.raises(WSOLValueError, match="not called"):
         GradCAM(Unused(), "unused")(x)
-    with pytest.raises(WSOLTypeError, match="`model`"):
+    with pytest.raises(WSOLTypeError, match="`classifier`"):
         GradCAM(lambda t: t)
     for cls in (ex.SmoothGradCAMPlusPlus, ex.SSCAM, ex.ISCAM):
         with pytest.raises(WSOLValueError, match="`n_samples` must be >= 1, got 0"):
@@ -262,7 +372,7 @@ def one_thread():
 @pytest.mark.parametrize("name", ["gradcam", "scorecam"])
 def test_memory_flat_over_repeated_calls(name, one_thread):
     net = TinyCNN().eval()
-    cam = create_explainer(name, net, target_layers="conv2")
+    cam = wsolkit.create_method(name, classifier=net, target_layers="conv2")
     x = torch.rand(1, 3, 4, 4)
     for _ in range(5):
         cam(x)

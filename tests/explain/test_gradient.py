@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from tests.explain._refs import TinyCNN, ref_map, tiny_acts, tiny_grads, tiny_head
+from tests.explain._refs import TinyCNN, raw, ref_map, tiny_acts, tiny_grads, tiny_head
+from wsolkit import create_method
+from wsolkit.cams import postprocess
 from wsolkit.explain import (
     GradCAM,
     GradCAMPlusPlus,
     LayerCAM,
     SmoothGradCAMPlusPlus,
-    create_explainer,
     gradcam_map,
     gradcampp_map,
     layercam_map,
@@ -41,8 +42,7 @@ def test_tiny_hand_gradients(tiny, method, targets):
     t = torch.tensor([0, 2, 1]) if targets == "tensor" else targets
     g = tiny_grads(m, a, c)
     want = ref_map(method, a.numpy(), g)
-    with create_explainer(method, m, target_layers="conv2", upsample=False, normalize=False) as cam:
-        got = cam(x, t)
+    got = raw(create_method(method, classifier=m, target_layers="conv2"), x, t)
     assert got.dtype == torch.float64 and got.shape == (3, 6, 7)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
     assert want.max() > 0  # the reference is not trivially zero
@@ -152,26 +152,26 @@ def test_random_models_against_formula(name):
     (g,) = torch.autograd.grad(logits.gather(1, c[:, None]).sum(), a)
     an, gn = _spatial(name, a.detach()).numpy(), _spatial(name, g).numpy()
     for method in GRAD_METHODS:
-        with create_explainer(method, m, upsample=False, normalize=False) as cam:
-            got = cam(x)
-            assert cam.layers == [layer]
+        cam = create_method(method, classifier=m)
+        got = raw(cam, x)
+        assert cam.layers == [layer]
         want = ref_map(method, an, gn)
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-7, atol=1e-9 * max(1.0, np.abs(want).max()))
 
 
 def test_smooth_gradcampp_against_formula(tiny):
     m, x = tiny
-    cam = SmoothGradCAMPlusPlus(m, "conv2", n_samples=5, sigma=0.2, seed=3, upsample=False, normalize=False)
+    cam = SmoothGradCAMPlusPlus(m, "conv2", n_samples=5, sigma=0.2, seed=3)
     a = tiny_acts(m, x)
     c = tiny_head(m, a).argmax(1).numpy()
     gs = [tiny_grads(m, tiny_acts(m, x + eps), c) for eps in cam.noise(x)]
     g1, g2, g3 = (np.mean([g**p for g in gs], 0) for p in (1, 2, 3))
     want = ref_map("smoothgradcam++", a.numpy(), (g1, g2, g3))
-    got = cam(x)
+    got = raw(cam, x)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
     # σ = 0 → every copy is the clean input → Grad-CAM++ exactly
-    same = SmoothGradCAMPlusPlus(m, "conv2", n_samples=3, sigma=0.0, upsample=False, normalize=False)(x)
-    torch.testing.assert_close(same, GradCAMPlusPlus(m, "conv2", upsample=False, normalize=False)(x))
+    same = raw(SmoothGradCAMPlusPlus(m, "conv2", n_samples=3, sigma=0.0), x)
+    torch.testing.assert_close(same, raw(GradCAMPlusPlus(m, "conv2"), x))
 
 
 def test_layercam_multilayer_fusion(tiny):
@@ -189,17 +189,17 @@ def test_layercam_multilayer_fusion(tiny):
         mx = mp.reshape(mp.shape[0], -1).max(1)[:, None, None]
         scaled.append(np.tanh(2.0 * np.divide(mp, mx, out=np.zeros_like(mp), where=mx > 0)))
     want = np.maximum(*scaled)  # same resolution here (1×1 conv keeps the size)
-    got = LayerCAM(m, ["act1", "conv2"], upsample=False, normalize=False)(x)
+    got = raw(LayerCAM(m, ["act1", "conv2"]), x)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
 
 
 def test_multilayer_mean_and_upsampled_output(tiny):
     m, x = tiny
-    one = GradCAM(m, "conv2", upsample=False, normalize=False)(x)
-    other = GradCAM(m, "act1", upsample=False, normalize=False)(x)
-    both = GradCAM(m, ["conv2", "act1"], upsample=False, normalize=False)(x)
+    one = raw(GradCAM(m, "conv2"), x)
+    other = raw(GradCAM(m, "act1"), x)
+    both = raw(GradCAM(m, ["conv2", "act1"]), x)
     torch.testing.assert_close(both, (one + other) / 2)
-    out = GradCAM(m, "conv2")(x)
+    out = postprocess(GradCAM(m, "conv2")(x).cams, None, x.shape[-2:])
     assert out.shape == (3, 6, 7) and float(out.min()) == 0.0 and float(out.max()) == 1.0
 
 
@@ -208,14 +208,14 @@ def test_callable_target(tiny):
     a = tiny_acts(m, x)
     # s = logit_0 − logit_1: ∂s/∂A is the difference of the two class gradients
     g = tiny_grads(m, a, np.zeros(3, int)) - tiny_grads(m, a, np.ones(3, int))
-    got = GradCAM(m, "conv2", upsample=False, normalize=False)(x, lambda z: z[:, 0] - z[:, 1])
+    got = raw(GradCAM(m, "conv2"), x, lambda z: z[:, 0] - z[:, 1])
     np.testing.assert_allclose(got.numpy(), ref_map("gradcam", a.numpy(), g), rtol=1e-10, atol=1e-12)
 
 
 def test_create_graph_differentiable(tiny):
     m, x = tiny
     m = TinyCNN().double()
-    maps = GradCAM(m, "conv2", create_graph=True, normalize=False, upsample=False)(x)
+    maps = raw(GradCAM(m, "conv2", create_graph=True), x)
     assert maps.requires_grad
     maps.sum().backward()
     assert m.fc.weight.grad is not None and m.conv1.weight.grad is not None
@@ -225,7 +225,7 @@ def test_create_graph_differentiable(tiny):
     def f(wfc):
         with torch.no_grad():
             m.fc.weight.copy_(wfc.detach())
-        return GradCAM(m, "conv2", create_graph=True, normalize=False, upsample=False)(x)
+        return raw(GradCAM(m, "conv2", create_graph=True), x)
 
     w0 = m.fc.weight.detach().clone()
     out = f(w0)
@@ -244,7 +244,7 @@ def test_create_graph_differentiable(tiny):
 def test_create_graph_same_values(tiny, method):
     # the default path records no graph before the target layer; create_graph=True records everything
     m, x = tiny
-    fast = create_explainer(method, m, target_layers=["act1", "conv2"], normalize=False)(x)
-    full = create_explainer(method, m, target_layers=["act1", "conv2"], normalize=False, create_graph=True)(x)
+    fast = raw(create_method(method, classifier=m, target_layers=["act1", "conv2"]), x)
+    full = raw(create_method(method, classifier=m, target_layers=["act1", "conv2"], create_graph=True), x)
     assert not fast.requires_grad
     torch.testing.assert_close(fast, full.detach(), rtol=1e-12, atol=1e-14)

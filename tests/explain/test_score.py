@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.explain._refs import TinyCNN, minmax, softmax_valid, tiny_acts, tiny_head
+from tests.explain._refs import TinyCNN, minmax, raw, softmax_valid, tiny_acts, tiny_head
+from wsolkit.cams import postprocess
 from wsolkit.explain import ISCAM, SSCAM, AblationCAM, ScoreCAM
 
 
@@ -51,7 +52,7 @@ def _ref_score(m, x, score_fn, top_k=None):
 def test_scorecam_formula(batch_size, dedup):
     m, x = _setup()
     want, valid = _ref_score(m, x, lambda xi, mk, c: float(m(xi * mk)[0, c]))
-    got = ScoreCAM(m, "conv2", batch_size=batch_size, dedup=dedup, upsample=False, normalize=False)(x)
+    got = raw(ScoreCAM(m, "conv2", batch_size=batch_size, dedup=dedup), x)
     assert got.shape == (2, 5, 5) and valid.all()
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
     assert not got.is_inference()
@@ -61,23 +62,23 @@ def test_scorecam_constant_channel_gets_zero_weight():
     m, x = _setup(dead_channel=True)  # channel 0 is constant (-1) at the target layer
     want, valid = _ref_score(m, x, lambda xi, mk, c: float(m(xi * mk)[0, c]))
     assert not valid[:, 0].any() and valid[:, 1:].all()
-    got = ScoreCAM(m, "conv2", upsample=False, normalize=False)(x)
+    got = raw(ScoreCAM(m, "conv2"), x)
     assert torch.isfinite(got).all()
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
     # all channels constant → the map is exactly 0 (never NaN), and normalisation gives zeros
     with torch.no_grad():
         m.conv2.weight.zero_()
-    out = ScoreCAM(m, "conv2")(x)
+    out = raw(ScoreCAM(m, "conv2"), x)
     assert torch.equal(out, torch.zeros_like(out))
 
 
 def test_scorecam_dedup_identical_masks():
     m, x = _setup(duplicate=True)  # channel 2 = 2 × channel 1 → identical normalised masks
-    cam = ScoreCAM(m, "conv2", upsample=False, normalize=False, dedup=True)
-    got = cam(x)
+    cam = ScoreCAM(m, "conv2", dedup=True)
+    got = raw(cam, x)
     assert cam.last_num_forwards == 2 * 3  # 4 channels, one duplicate, per image
-    plain = ScoreCAM(m, "conv2", upsample=False, normalize=False, dedup=False)
-    ref = plain(x)
+    plain = ScoreCAM(m, "conv2", dedup=False)
+    ref = raw(plain, x)
     assert plain.last_num_forwards == 2 * 4
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-14)
     want, _ = _ref_score(m, x, lambda xi, mk, c: float(m(xi * mk)[0, c]))
@@ -87,7 +88,7 @@ def test_scorecam_dedup_identical_masks():
 def test_scorecam_top_k_approximation():
     m, x = _setup(k=6)
     want, _ = _ref_score(m, x, lambda xi, mk, c: float(m(xi * mk)[0, c]), top_k=2)
-    got = ScoreCAM(m, "conv2", top_k=2, upsample=False, normalize=False)(x)
+    got = raw(ScoreCAM(m, "conv2", top_k=2), x)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
 
 
@@ -99,7 +100,7 @@ def test_iscam_formula():
         return float(sum(m(xi * mk * (i / n))[0, c] for i in range(1, n + 1)) / n)
 
     want, _ = _ref_score(m, x, score)
-    got = ISCAM(m, "conv2", n_samples=n, batch_size=5, upsample=False, normalize=False)(x)
+    got = raw(ISCAM(m, "conv2", n_samples=n, batch_size=5), x)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
 
 
@@ -124,13 +125,12 @@ def test_sscam_formula(perturb):
             for j, (i, k) in enumerate(pairs):
                 s[i, k] += float(out[j, c[i]]) / n
     want = np.maximum(np.einsum("bk,bkhw->bhw", softmax_valid(s, valid), a.numpy()), 0)
-    cam = SSCAM(m, "conv2", n_samples=n, sigma=sigma, seed=seed, perturb=perturb, dedup=False, batch_size=64,
-                upsample=False, normalize=False)
-    np.testing.assert_allclose(cam(x).numpy(), want, rtol=1e-10, atol=1e-12)
+    cam = SSCAM(m, "conv2", n_samples=n, sigma=sigma, seed=seed, perturb=perturb, dedup=False, batch_size=64)
+    np.testing.assert_allclose(raw(cam, x).numpy(), want, rtol=1e-10, atol=1e-12)
     # σ = 0: every sample is the plain masked input → Score-CAM exactly
     torch.testing.assert_close(
-        SSCAM(m, "conv2", n_samples=2, sigma=0.0, upsample=False, normalize=False)(x),
-        ScoreCAM(m, "conv2", upsample=False, normalize=False)(x),
+        raw(SSCAM(m, "conv2", n_samples=2, sigma=0.0), x),
+        raw(ScoreCAM(m, "conv2"), x),
     )
 
 
@@ -148,11 +148,66 @@ def test_ablationcam_formula(batch_size):
         yk = tiny_head(m, ak).gather(1, c[:, None])[:, 0].detach().numpy()
         w[:, k] = (y - yk) / y
     want = np.maximum(np.einsum("bk,bkhw->bhw", w, a.numpy()), 0)
-    got = AblationCAM(m, "conv2", batch_size=batch_size, upsample=False, normalize=False)(x)
+    got = raw(AblationCAM(m, "conv2", batch_size=batch_size), x)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
 
 
 def test_ablationcam_zero_score_gives_zero_weights():
     m, x = _setup()
-    got = AblationCAM(m, "conv2", upsample=False, normalize=False)(x, lambda z: z[:, 0] * 0)
+    got = raw(AblationCAM(m, "conv2"), x, lambda z: z[:, 0] * 0)
     assert torch.equal(got, torch.zeros_like(got))
+
+
+def _authors_scorecam(m, x, layer_out, class_idx=None):
+    """float64 re-implementation of ``haofanwang/Score-CAM`` ``cam/scorecam.py`` ``ScoreCAM.forward`` (one image).
+
+    Weights: the softmax over classes of the masked input's logits at the class (no softmax over channels); the
+    map sums the upsampled activations, ReLU, then min-max (the reference returns None for a constant map).
+    """
+    h, w = x.shape[-2:]
+    with torch.no_grad():
+        logit = m(x)
+        c = int(logit.argmax(1)) if class_idx is None else class_idx
+        acts = layer_out(x)
+        total = torch.zeros(1, 1, h, w, dtype=torch.float64)
+        for i in range(acts.shape[1]):
+            sal = F.interpolate(acts[:, i : i + 1], size=(h, w), mode="bilinear", align_corners=False)
+            if sal.max() == sal.min():
+                continue
+            norm = (sal - sal.min()) / (sal.max() - sal.min())
+            score = torch.softmax(m(x * norm), dim=1)[0, c]
+            total += score * sal
+        total = torch.relu(total)
+    return total[0, 0], (total[0, 0] - total.min()) / (total.max() - total.min())
+
+
+def test_scorecam_probability_matches_the_authors_code():
+    m, x = _setup(k=6)
+
+    def after_relu(xi):
+        return torch.relu(tiny_acts(m, xi))  # the output of `act2` (ReLU after conv2): A >= 0
+
+    cam = ScoreCAM(m, "act2", score="probability")
+    out = cam(x)
+    for i in range(x.shape[0]):
+        want_raw, want_norm = _authors_scorecam(m, x[i : i + 1], after_relu)
+        # Σ_k p_k A_k >= 0 here, so summing at the layer resolution then upsampling (the protocol) is the same map
+        up = F.interpolate(out.cams[i : i + 1], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+        np.testing.assert_allclose(up.numpy(), want_raw.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(postprocess(out.cams[i : i + 1], None, x.shape[-2:])[0].numpy(),
+                                   want_norm.numpy(), rtol=1e-9, atol=1e-12)
+    # the default (softmax over channels of the logits, the paper's Algorithm 1) is a different map
+    logit_maps = postprocess(ScoreCAM(m, "act2")(x).cams, None, x.shape[-2:])
+    assert not torch.allclose(logit_maps, postprocess(out.cams, None, x.shape[-2:]), atol=1e-3)
+    # an explicit class, given as a numpy integer
+    want_raw, _ = _authors_scorecam(m, x[:1], after_relu, class_idx=2)
+    up = F.interpolate(cam(x[:1], np.int64(2)).cams, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(up[0, 0].numpy(), want_raw.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_probability_score_needs_a_class():
+    m, x = _setup()
+    with pytest.raises(TypeError, match="probability"):
+        ScoreCAM(m, "conv2", score="probability")(x, lambda z: z[:, 0])
+    with pytest.raises(ValueError, match="`score`"):
+        ScoreCAM(m, "conv2", score="prob")

@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 
 from wsolkit._checks import check_int
-from wsolkit.explain.base import BaseCAM, LayerSpec, Targets, _Capture, _first_tensor, _replace_first, unwrap_model
+from wsolkit.explain._hooks import LayerSpec, _Capture, _first_tensor, _replace_first, unwrap_model
+from wsolkit.explain.base import BaseCAM, Targets
 
 __all__ = ["AblationCAM"]
 
@@ -27,39 +28,41 @@ class AblationCAM(BaseCAM):
     ablated on its own and the maps are averaged.
 
     Args:
-        model: the classifier.
-        target_layers: see :func:`~wsolkit.explain.base.resolve_target_layers`.
+        classifier: the trained classifier.
+        target_layers: see :func:`~wsolkit.explain.resolve_target_layers`.
         batch_size: ablated copies per forward pass.
-        **kwargs: ``reshape``, ``upsample``, ``normalize``, ``eval_mode`` of :class:`~wsolkit.explain.base.BaseCAM`.
+        **kwargs: ``num_classes``, ``reshape``, ``eval_mode`` of :class:`~wsolkit.explain.BaseCAM`.
 
     Shape:
         - x: :math:`(B, 3, H, W)`
-        - output: :math:`(B, H, W)` (or :math:`(B, h, w)` with ``upsample=False``)
+        - logits: :math:`(B, K)`; cams: :math:`(B, 1, h, w)` at the target layer's resolution
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
         ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> AblationCAM(net, "1")(torch.rand(2, 3, 8, 8)).shape
-        torch.Size([2, 8, 8])
+        >>> AblationCAM(net, "1")(torch.rand(2, 3, 8, 8)).cams.shape
+        torch.Size([2, 1, 8, 8])
     """
 
     name = "ablationcam"
     needs_grad = False
 
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *, batch_size: int = 32, **kwargs: Any):
-        super().__init__(model, target_layers, **kwargs)
+    def __init__(
+        self, classifier: nn.Module, target_layers: LayerSpec = None, *, batch_size: int = 32, **kwargs: Any
+    ):
+        super().__init__(classifier, target_layers, **kwargs)
         self.batch_size = check_int(batch_size, "batch_size", low=1)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", batch_size={self.batch_size}"
 
     def _channel_dim(self, raw: torch.Tensor) -> int:
-        inner = unwrap_model(self.model)
+        inner = unwrap_model(self.classifier)
         if raw.ndim == 4 and self.reshape is None and getattr(inner, "output_fmt", "NCHW") != "NHWC":
             return 1
         return 1 if (raw.ndim == 4 and self.reshape is not None) else raw.ndim - 1
 
-    def _layer_maps(self, x: torch.Tensor, targets: Targets) -> list[torch.Tensor]:
+    def _layer_maps(self, x: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, list[torch.Tensor]]:
         layers = self.layers
         maps = []
         with torch.inference_mode():
@@ -98,4 +101,4 @@ class AblationCAM(BaseCAM):
                 w = torch.where(nz[:, None], (y[:, None] - y_k) / torch.where(nz, y, torch.ones_like(y))[:, None],
                                 torch.zeros_like(y_k))
                 maps.append(torch.relu((w.to(a.dtype)[:, :, None, None] * a).sum(1)))
-        return [m.clone() for m in maps]
+        return logits.clone(), [m.clone() for m in maps]

@@ -1,391 +1,174 @@
-"""Shared machinery of the top-down explainers: target layers, hooks that cannot leak, targets, post-processing.
+"""Base class of the top-down explainers: a :class:`~wsolkit.WSOLMethod` over a trained classifier.
 
-An explainer wraps a trained classifier (timm, torchvision or any ``nn.Module`` returning logits, a tuple whose
-first element is the logits, or a :class:`~wsolkit.output.WSOLOutput`) and produces one map per image for a target
-class (survey Sec. 2.3, "top-down" methods). Hooks are registered for the duration of one call only and removed in a
-``finally`` block; the model's train/eval mode is restored afterwards, and parameters' ``requires_grad`` flags are
-never touched (gradients are taken with :func:`torch.autograd.grad` to the hooked activations only).
+An explainer wraps a trained classifier (timm, torchvision, a :class:`~wsolkit.models.WSOLModel`, a Hugging Face
+image classifier whose output has ``.logits``, or any ``nn.Module`` returning logits) and explains one class per
+image with a map (survey Sec. 2.3, "top-down" methods). It is not trained: ``training_steps`` raises
+:class:`~wsolkit.NotTrainableError` — train the classifier, then wrap it.
+
+``forward(x, labels=None)`` returns ``WSOLOutput(logits, cams, {})``: the classifier's logits on ``x`` and the raw
+map of the explained class at the target layer's resolution, ``(B, 1, h, w)``, non-negative and unnormalised;
+:func:`wsolkit.cams.postprocess` upsamples and normalises it. Hooks, train/eval flags, ``requires_grad`` flags and
+the grad mode are left as they were found, also after an exception.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from wsolkit import cams as cam_ops
-from wsolkit._checks import (
-    ShapeError,
-    WSOLTypeError,
-    WSOLValueError,
-    check_floating,
-    check_integer,
-    check_ndim,
-    close_matches,
-)
+from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_floating, check_ndim
+from wsolkit.explain._hooks import LayerSpec, _eval_mode, model_logits, resolve_target_layers, unwrap_model
+from wsolkit.method import WSOLMethod, classifier_num_classes
+from wsolkit.output import WSOLOutput
 
-__all__ = ["BaseCAM", "Targets", "LayerSpec", "resolve_target_layers", "model_logits", "unwrap_model"]
+__all__ = ["BaseCAM", "InferenceModeError", "Targets", "target_indices"]
 
-Targets = None | int | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
-LayerSpec = None | str | nn.Module | Sequence[str | nn.Module]
+Targets = None | int | Sequence[int] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The wrapped module of ``DataParallel`` / ``DistributedDataParallel`` (or the model itself)."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
+class InferenceModeError(WSOLValueError, RuntimeError):
+    """A gradient explainer was called under :func:`torch.inference_mode` (it needs gradients to its target layer)."""
 
 
-def model_logits(output: Any) -> torch.Tensor:
-    """The logits of a model output: the tensor itself, or the first element of a tuple / ``WSOLOutput``."""
-    if isinstance(output, (tuple, list)) and len(output) > 0:
-        output = output[0]
-    if not isinstance(output, torch.Tensor):
-        raise WSOLTypeError(
-            f"the model must return logits, a tuple whose first element is the logits, or a WSOLOutput; "
-            f"got {type(output).__name__}"
-        )
-    if output.ndim != 2:
-        raise ShapeError(f"the model's logits must have shape (B, C), got {tuple(output.shape)}")
-    return output
+def _as_index_tensor(labels: Any, b: int) -> torch.Tensor:
+    """``labels`` (int, numpy integer, list / tuple of ints, numpy or torch integer array) as a tensor."""
+    if isinstance(labels, (bool, np.bool_)):
+        raise WSOLTypeError("`labels` must be None, an int, a (B,) integer array / list / tensor or a callable, "
+                            "got bool")
+    if isinstance(labels, (int, np.integer)):
+        return torch.full((b,), int(labels), dtype=torch.long)
+    if isinstance(labels, (list, tuple)):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in labels):
+            kinds = sorted({type(v).__name__ for v in labels})
+            raise WSOLTypeError(f"`labels` given as a list must hold ints, got {kinds}")
+        return torch.tensor([int(v) for v in labels], dtype=torch.long)
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind not in "iu":
+            raise WSOLTypeError(f"`labels` must be an integer array, got numpy dtype {labels.dtype}")
+        return torch.from_numpy(labels.astype(np.int64))
+    if isinstance(labels, torch.Tensor):
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise WSOLTypeError(f"`labels` must be an integer tensor, got {labels.dtype}")
+        return labels
+    raise WSOLTypeError(
+        "`labels` must be None, an int, a (B,) integer array / list / tensor or a callable, "
+        f"got {type(labels).__name__}"
+    )
 
 
-def _first_tensor(out: Any) -> torch.Tensor | None:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return None
-
-
-def _replace_first(out: Any, new: torch.Tensor) -> Any:
-    if isinstance(out, torch.Tensor):
-        return new
-    if hasattr(out, "_fields"):  # NamedTuple
-        return type(out)(new, *out[1:])
-    return type(out)([new, *out[1:]])
-
-
-def _auto_layer_name(model: nn.Module) -> str | None:
-    """The module named by the last entry of timm's ``feature_info`` (None when the model has none)."""
-    info = getattr(model, "feature_info", None)
-    if info is None:
-        return None
-    entries = info.get_dicts() if hasattr(info, "get_dicts") else info
-    if isinstance(entries, (list, tuple)) and entries and isinstance(entries[-1], dict):
-        name = entries[-1].get("module")
-        if isinstance(name, str) and name:
-            try:
-                model.get_submodule(name)
-                return name
-            except AttributeError:
-                return None
-    return None
-
-
-def _probe_last_spatial(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """One forward of ``x[:1]``: the last module (in execution order) whose output is 4-D with h·w > 1."""
-    last: list[nn.Module] = []
-    handles = []
-
-    def hook(mod: nn.Module, _inp: Any, out: Any) -> None:
-        t = _first_tensor(out)
-        if t is not None and t.ndim == 4 and t.shape[-1] * t.shape[-2] > 1:
-            last.append(mod)
-
-    try:
-        for m in model.modules():
-            if m is not model:
-                handles.append(m.register_forward_hook(hook))
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(x[:1])
-        finally:
-            model.train(was)
-    finally:
-        for h in handles:
-            h.remove()
-    if not last:
-        raise WSOLValueError(
-            f"no module of {type(model).__name__} produces a 4-D spatial output for an input of shape "
-            f"{tuple(x.shape)}; pass `target_layers` (and `reshape` for token outputs) explicitly"
-        )
-    return last[-1]
-
-
-def resolve_target_layers(model: nn.Module, target_layers: LayerSpec, x: torch.Tensor | None = None) -> list[nn.Module]:
-    """Turn a layer specification into a list of modules of ``model``.
+def target_indices(logits: torch.Tensor, labels: Targets) -> torch.Tensor | None:
+    """``(B,)`` class indices to explain (``None`` → the predicted class); ``None`` for a callable ``labels``.
 
     Args:
-        model: the classifier (possibly wrapped in ``DataParallel``/``DDP``).
-        target_layers: ``None`` (automatic: a :class:`~wsolkit.models.WSOLModel`'s backbone, timm's last
-            ``feature_info`` module (class-token ViTs: ``blocks[-1].norm1``), else the last module with a 4-D
-            spatial output found with one forward of ``x[:1]``), a module, a dotted name, or a sequence of those.
-        x: an input batch, needed only for the automatic probe.
-
-    Returns:
-        The modules, in the order given.
+        logits: the classifier's ``(B, C)`` logits.
+        labels: ``None``, an int or numpy integer (same class for the batch), a list of ints, a numpy integer array
+            (what ``argmax`` returns), an integer tensor of ``B`` (or one) entries, or a callable
+            ``f(logits) -> (B,)`` scores.
 
     Example:
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-        ...                           torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> resolve_target_layers(net, "0")
-        [Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1))]
+        >>> import numpy as np
+        >>> target_indices(torch.zeros(2, 3), np.array([2, 0])), target_indices(torch.zeros(2, 3), [1, 1])
+        (tensor([2, 0]), tensor([1, 1]))
     """
-    inner = unwrap_model(model)
-    if target_layers is None:
-        backbone = getattr(inner, "backbone", None)
-        if isinstance(backbone, nn.Module) and hasattr(inner, "head"):
-            return [backbone]
-        blocks = getattr(inner, "blocks", None)
-        if (
-            hasattr(inner, "num_prefix_tokens")
-            and getattr(inner, "global_pool", "token") == "token"
-            and isinstance(blocks, nn.Sequential)
-            and len(blocks) > 0
-            and isinstance(getattr(blocks[-1], "norm1", None), nn.Module)
-        ):
-            # class-token ViT: after the last block only the class token reaches the head, so the patch tokens of
-            # the last block output have zero gradient; explain the input of the last block's attention instead.
-            return [blocks[-1].norm1]
-        name = _auto_layer_name(inner)
-        if name is not None:
-            return [inner.get_submodule(name)]
-        if x is None:
-            raise WSOLValueError("automatic target layer selection needs an input batch `x`")
-        return [_probe_last_spatial(inner, x)]
-    specs = [target_layers] if isinstance(target_layers, (str, nn.Module)) else target_layers
-    if not isinstance(specs, (list, tuple)) or len(specs) == 0:
-        raise WSOLTypeError(
-            f"`target_layers` must be None, a module, a name or a non-empty sequence of those, got {target_layers!r}"
+    b, c = logits.shape
+    if callable(labels) and not isinstance(labels, torch.Tensor):
+        return None
+    if labels is None:
+        return logits.detach().argmax(1)
+    t = _as_index_tensor(labels, b)
+    t = t.reshape(-1) if t.ndim == 0 else t
+    if t.ndim == 1 and t.numel() == 1 and b != 1:
+        t = t.expand(b)
+    if t.ndim != 1 or t.shape[0] != b:
+        got = tuple(np.shape(labels)) if not isinstance(labels, torch.Tensor) else tuple(labels.shape)
+        raise ShapeError(f"`labels` must have shape ({b},) for a batch of {b}, got {got}")
+    if b and (int(t.min()) < 0 or int(t.max()) >= c):
+        raise WSOLValueError(
+            f"`labels` must be class indices in [0, {c - 1}], got values in [{int(t.min())}, {int(t.max())}]"
         )
-    owned = {id(m) for m in model.modules()}
-    names = [n for n, _ in inner.named_modules() if n]
-    out: list[nn.Module] = []
-    for spec in specs:
-        if isinstance(spec, nn.Module):
-            if id(spec) not in owned:
-                raise WSOLValueError(
-                    f"`target_layers`: module {type(spec).__name__} is not a submodule of {type(inner).__name__}"
-                )
-            out.append(spec)
-        elif isinstance(spec, str):
-            key = spec[len("module.") :] if spec.startswith("module.") and inner is not model else spec
-            try:
-                out.append(inner.get_submodule(key))
-            except AttributeError:
-                hint = close_matches(key, names)
-                raise WSOLValueError(
-                    f"`target_layers`: no module named {spec!r} in {type(inner).__name__}"
-                    + (f"; did you mean {hint}?" if hint else "")
-                ) from None
-        else:
-            raise WSOLTypeError(f"`target_layers` entries must be modules or names, got {type(spec).__name__}")
-    return out
+    return t.to(device=logits.device, dtype=torch.long)
 
 
-class _Capture:
-    """Forward hooks on the target layers that record their outputs during one forward.
-
-    With ``grad=True`` the recorded activation ``A`` is part of the autograd graph (the output itself when it
-    already requires grad, else a detached leaf that requires grad), and the hook returns ``A.clone()`` so that
-    in-place operations after the layer (``ReLU(inplace=True)``) cannot modify or invalidate ``A``. With
-    ``switch_grad_on=True`` the caller runs the forward under ``torch.no_grad()`` and the first target layer turns
-    gradient recording on: nothing before the layer is recorded (less memory and time).
-    """
-
-    def __init__(self, layers: Sequence[nn.Module], grad: bool, switch_grad_on: bool = False):
-        self.layers = list(layers)
-        self.grad = grad
-        self.switch_grad_on = switch_grad_on
-        self.acts: list[torch.Tensor | None] = [None] * len(self.layers)
-        self.active = True
-        self._handles: list[Any] = []
-
-    def _hook(self, index: int) -> Callable[..., Any]:
-        def hook(_mod: nn.Module, _inp: Any, out: Any) -> Any:
-            if not self.active:
-                return None
-            t = _first_tensor(out)
-            if t is None:
-                raise WSOLValueError(
-                    f"target layer {type(self.layers[index]).__name__} must output a tensor, got {type(out).__name__}"
-                )
-            if not self.grad:
-                # a copy: in-place operations after the layer (ReLU(inplace=True)) must not change A
-                self.acts[index] = t.detach().clone()
-                return None
-            if self.switch_grad_on:
-                # the forward runs without recording a graph up to the first target layer; from here on it records
-                # (the caller's no_grad context restores the previous mode when the forward ends)
-                torch.set_grad_enabled(True)
-            a = t if t.requires_grad else t.detach().requires_grad_(True)
-            self.acts[index] = a
-            return _replace_first(out, a.clone())
-
-        return hook
-
-    def __enter__(self) -> _Capture:
-        try:
-            for i, layer in enumerate(self.layers):
-                self._handles.append(layer.register_forward_hook(self._hook(i)))
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.remove()
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-    def reset(self) -> None:
-        self.acts = [None] * len(self.layers)
-
-    def collected(self) -> list[torch.Tensor]:
-        for layer, a in zip(self.layers, self.acts):
-            if a is None:
-                raise WSOLValueError(f"target layer {type(layer).__name__} was not called during the forward pass")
-        return [a for a in self.acts if a is not None]
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Put every submodule in eval mode and restore each module's own flag afterwards."""
-    if not enabled:
-        yield
-        return
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for m, f in flags:
-            m.training = f
-
-
-class BaseCAM:
+class BaseCAM(WSOLMethod):
     """Base class of the top-down explainers (use a subclass, e.g. :class:`~wsolkit.explain.GradCAM`).
 
-    Subclasses implement ``_layer_maps(x, targets) -> list of (B, h, w)`` raw maps, one per target layer.
+    Subclasses implement ``_layer_maps(x, labels) -> (logits, [raw (B, h, w) map per target layer])``.
 
     Args:
-        model: the classifier.
-        target_layers: layer(s) to explain; see :func:`resolve_target_layers`. Several layers are fused by the mean
-            of their raw maps (LayerCAM overrides the fusion).
+        classifier: the trained classifier (a registered submodule: ``.to()`` and ``state_dict`` include it).
+        target_layers: layer(s) to explain; see :func:`~wsolkit.explain.resolve_target_layers`. Several layers
+            are fused by the mean of their raw maps at the largest resolution (LayerCAM overrides the fusion).
+        num_classes: classes K; read from the classifier when ``None`` (checked against it when both are known).
         reshape: ``reshape(activation) -> (B, K, h, w)`` for layers with non-spatial outputs. ``None`` handles timm
             ViT/DeiT tokens (prefix tokens dropped, reshaped to the patch grid) and Swin's NHWC outputs.
-        upsample: resize maps to the input size (bilinear, ``align_corners=False``).
-        normalize: per-image min-max to ``[0, 1]`` (a constant map becomes zeros).
-        eval_mode: run the model in eval mode during the call (restored afterwards).
+        eval_mode: run the classifier in eval mode during the call (each module's flag is restored afterwards).
+
+    Shape:
+        - x: :math:`(B, 3, H, W)`
+        - logits: :math:`(B, K)`; cams: :math:`(B, 1, h, w)` at the target layer's resolution
     """
 
     name = "base"
+    trainable = False
     needs_grad = True
 
     def __init__(
         self,
-        model: nn.Module,
+        classifier: nn.Module,
         target_layers: LayerSpec = None,
         *,
+        num_classes: int | None = None,
         reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        upsample: bool = True,
-        normalize: bool = True,
         eval_mode: bool = True,
     ):
-        if not isinstance(model, nn.Module):
-            raise WSOLTypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        super().__init__()
+        if not isinstance(classifier, nn.Module):
+            raise WSOLTypeError(f"`classifier` must be a torch.nn.Module, got {type(classifier).__name__}")
         if reshape is not None and not callable(reshape):
             raise WSOLTypeError(f"`reshape` must be callable, got {type(reshape).__name__}")
-        self.model = model
+        self.classifier = classifier
+        self.num_classes = _check_num_classes(classifier, num_classes)
         self.target_layers = target_layers
         self.reshape = reshape
-        self.upsample = bool(upsample)
-        self.normalize = bool(normalize)
         self.eval_mode = bool(eval_mode)
         self._layers: list[nn.Module] | None = None
         if target_layers is not None:
-            self._layers = resolve_target_layers(model, target_layers)
-
-    # ----------------------------------------------------------------- context manager
-    def __enter__(self) -> BaseCAM:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release references to resolved layers (hooks never outlive a call)."""
-        self._layers = None if self.target_layers is None else self._layers
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()})"
+            self._layers = resolve_target_layers(classifier, target_layers)
 
     def extra_repr(self) -> str:
-        return f"model={type(self.model).__name__}, upsample={self.upsample}, normalize={self.normalize}"
+        return f"num_classes={self.num_classes}, eval_mode={self.eval_mode}"
 
-    # ----------------------------------------------------------------- helpers for subclasses
     @property
     def layers(self) -> list[nn.Module]:
+        """The resolved target layers (automatic ones are resolved on the first call)."""
         if self._layers is None:
             raise WSOLValueError("target layers are resolved on the first call")
         return self._layers
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return model_logits(self.model(x))
+        return model_logits(self.classifier(x))
 
-    def _target_indices(self, logits: torch.Tensor, targets: Targets) -> torch.Tensor | None:
-        """``(B,)`` class indices, or None for a callable target."""
-        b, c = logits.shape
-        if callable(targets) and not isinstance(targets, torch.Tensor):
-            return None
-        if targets is None:
-            return logits.detach().argmax(1)
-        if isinstance(targets, bool):
-            raise WSOLTypeError("`targets` must be None, an int, a (B,) integer tensor or a callable, got bool")
-        if isinstance(targets, int):
-            if not 0 <= targets < c:
-                raise WSOLValueError(f"`targets` must be a class index in [0, {c - 1}], got {targets}")
-            return torch.full((b,), targets, dtype=torch.long, device=logits.device)
-        if isinstance(targets, torch.Tensor):
-            check_integer(targets, "targets")
-            t = targets.reshape(-1) if targets.ndim == 0 else targets
-            if t.ndim == 1 and t.numel() == 1 and b != 1:
-                t = t.expand(b)
-            if t.ndim != 1 or t.shape[0] != b:
-                raise ShapeError(f"`targets` must have shape ({b},) for a batch of {b}, got {tuple(targets.shape)}")
-            if b and (int(t.min()) < 0 or int(t.max()) >= c):
-                raise WSOLValueError(
-                    f"`targets` must be class indices in [0, {c - 1}], got values in [{int(t.min())}, {int(t.max())}]"
-                )
-            return t.to(device=logits.device, dtype=torch.long)
-        raise WSOLTypeError(
-            f"`targets` must be None, an int, a (B,) integer tensor or a callable, got {type(targets).__name__}"
-        )
+    def _target_indices(self, logits: torch.Tensor, labels: Targets) -> torch.Tensor | None:
+        return target_indices(logits, labels)
 
     def _scores(self, logits: torch.Tensor, targets: Targets, idx: torch.Tensor | None) -> torch.Tensor:
-        """The ``(B,)`` target scores ``s_c`` (logits of the target class, or ``targets(logits)``)."""
+        """The ``(B,)`` target scores ``s_c`` (logits of the target class, or ``labels(logits)``)."""
         if idx is None:
             s = targets(logits)  # type: ignore[operator]
             if not isinstance(s, torch.Tensor) or s.shape != (logits.shape[0],):
                 got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-                raise ShapeError(f"callable `targets` must return a ({logits.shape[0]},) tensor of scores, got {got}")
+                raise ShapeError(f"callable `labels` must return a ({logits.shape[0]},) tensor of scores, got {got}")
             return s
         return logits.gather(1, idx[:, None])[:, 0]
 
     def _spatial(self, a: torch.Tensor, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
         """Activation as ``(B, K, h, w)`` (user reshape, timm ViT tokens, Swin NHWC)."""
-        inner = unwrap_model(self.model)
+        inner = unwrap_model(self.classifier)
         if self.reshape is not None:
             out = self.reshape(a)
         elif a.ndim == 3 and hasattr(inner, "patch_embed") and hasattr(inner, "num_prefix_tokens"):
@@ -421,34 +204,45 @@ class BaseCAM:
         size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
         return torch.stack([cam_ops.upsample(m, tuple(size)) for m in maps]).mean(0)
 
-    def _layer_maps(self, x: torch.Tensor, targets: Targets) -> list[torch.Tensor]:
+    def _layer_maps(self, x: torch.Tensor, labels: Targets) -> tuple[torch.Tensor, list[torch.Tensor]]:
         raise NotImplementedError
 
-    # ----------------------------------------------------------------- call
-    def __call__(self, x: torch.Tensor, targets: Targets = None) -> torch.Tensor:
-        """Explain ``x`` for ``targets``.
+    def forward(self, x: torch.Tensor, labels: Targets = None) -> WSOLOutput:
+        """Explain ``x`` for ``labels``.
 
         Args:
-            x: input images.
-            targets: ``None`` (predicted class), an int (same class for all), a ``(B,)`` integer tensor, or a
-                callable ``f(logits) -> (B,)`` scores.
+            x: input images, preprocessed as the classifier expects.
+            labels: classes to explain: ``None`` (the predicted class), an int or numpy integer (one class for the
+                batch), a list of ints, a numpy integer array, a ``(B,)`` integer tensor, or a callable
+                ``f(logits) -> (B,)`` scores (e.g. a margin ``lambda z: z[:, 1] - z[:, 0]``).
 
         Returns:
-            Maps on ``x``'s device: ``(B, H, W)`` in ``[0, 1]`` by default, ``(B, h, w)`` with ``upsample=False``,
-            raw (non-negative, unnormalised) with ``normalize=False``.
+            ``WSOLOutput(logits (B, K), cams (B, 1, h, w), {})``: the classifier's logits on ``x`` and the raw map
+            (non-negative, unnormalised) at the target layer's resolution.
         """
         check_ndim(x, "x", 4, "(B, C, H, W)")
         check_floating(x, "x")
+        if self.needs_grad and torch.is_inference_mode_enabled():
+            raise InferenceModeError(
+                f"{type(self).__name__} needs gradients to its target layer and cannot run under "
+                f"torch.inference_mode(); call it under torch.no_grad() (or no context) instead"
+            )
         if self._layers is None:
-            self._layers = resolve_target_layers(self.model, self.target_layers, x)
-        with _eval_mode(self.model, self.eval_mode):
-            maps = self._layer_maps(x, targets)
-        out = self._fuse(maps)
-        if self.upsample:
-            out = cam_ops.upsample(out, tuple(x.shape[-2:]))
-        if self.normalize:
-            out = cam_ops.normalize(out)
-        return out
+            self._layers = resolve_target_layers(self.classifier, self.target_layers, x)
+        with _eval_mode(self.classifier, self.eval_mode):
+            logits, maps = self._layer_maps(x, labels)
+        return WSOLOutput(logits, self._fuse(maps)[:, None], {})
+
+
+def _check_num_classes(classifier: nn.Module, num_classes: int | None) -> int | None:
+    inferred = classifier_num_classes(unwrap_model(classifier))
+    if num_classes is None:
+        return inferred
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise WSOLValueError(f"`num_classes` must be an int >= 1 or None, got {num_classes!r}")
+    if inferred is not None and inferred != num_classes:
+        raise WSOLValueError(f"`num_classes`={num_classes} but the classifier has {inferred} classes")
+    return num_classes
 
 
 def _masked_softmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -458,6 +252,3 @@ def _masked_softmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     w = torch.softmax(z, dim=-1)
     return torch.where(valid, w, torch.zeros_like(w))
 
-
-def _resize_like(m: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    return F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)

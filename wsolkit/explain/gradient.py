@@ -2,8 +2,11 @@
 
 All share one pattern: a forward pass records the target layer's activation ``A`` (``(B, K, h, w)``), the target
 score ``s_c`` (the logit of the target class) is differentiated with :func:`torch.autograd.grad` with respect to
-``A`` only (never into the model's parameters), and the map is ``ReLU(Σ_k w_k ⊙ A_k)`` with method-specific
-weights. With ``create_graph=True`` the maps stay differentiable (usable inside a training loss).
+``A`` only (never into the classifier's parameters), and the map is ``ReLU(Σ_k w_k ⊙ A_k)`` with method-specific
+weights. No graph is recorded before the target layer, so they also run under :func:`torch.no_grad` (gradient
+recording is switched on for the hooked activations only and the grad mode restored); under
+:func:`torch.inference_mode` they raise :class:`~wsolkit.explain.InferenceModeError`. With ``create_graph=True``
+the maps stay differentiable (usable inside a training loss).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from wsolkit._checks import check_int, check_number
-from wsolkit.explain.base import BaseCAM, LayerSpec, Targets, _Capture
+from wsolkit.explain._hooks import LayerSpec, _Capture
+from wsolkit.explain.base import BaseCAM, Targets
 
 __all__ = [
     "gradcam_map",
@@ -119,13 +123,13 @@ class _GradientCAM(BaseCAM):
 
     def __init__(
         self,
-        model: nn.Module,
+        classifier: nn.Module,
         target_layers: LayerSpec = None,
         *,
         create_graph: bool = False,
         **kwargs: Any,
     ):
-        super().__init__(model, target_layers, **kwargs)
+        super().__init__(classifier, target_layers, **kwargs)
         self.create_graph = bool(create_graph)
 
     def extra_repr(self) -> str:
@@ -136,8 +140,8 @@ class _GradientCAM(BaseCAM):
 
     def _acts_and_grads(
         self, x: torch.Tensor, targets: Targets, idx: torch.Tensor | None = None
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
-        """Forward + ``autograd.grad`` to the hooked activations; returns spatial acts, grads and target indices."""
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
+        """Forward + ``autograd.grad`` to the hooked activations: logits, spatial acts, grads, target indices."""
         layers = self.layers
         fast = not self.create_graph  # no graph before the first target layer unless the maps must stay differentiable
         with _Capture(layers, grad=True, switch_grad_on=fast) as cap:
@@ -155,36 +159,36 @@ class _GradientCAM(BaseCAM):
         if not self.create_graph:
             acts = [a.detach() for a in acts]
             grads = [g.detach() for g in grads]
+            logits = logits.detach()
         sa = [self._spatial(a, x, m) for a, m in zip(acts, layers)]
         sg = [self._spatial(g, x, m) for g, m in zip(grads, layers)]
-        return sa, sg, idx
+        return logits, sa, sg, idx
 
-    def _layer_maps(self, x: torch.Tensor, targets: Targets) -> list[torch.Tensor]:
-        acts, grads, _ = self._acts_and_grads(x, targets)
+    def _layer_maps(self, x: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        logits, acts, grads, _ = self._acts_and_grads(x, targets)
         with torch.set_grad_enabled(self.create_graph):
-            return [self._combine(a, g) for a, g in zip(acts, grads)]
+            return logits, [self._combine(a, g) for a, g in zip(acts, grads)]
 
 
 class GradCAM(_GradientCAM):
     """Grad-CAM (Selvaraju et al., 2017; survey eqs. 10-11).
 
     Args:
-        model: the classifier.
+        classifier: the trained classifier.
         target_layers: see :func:`~wsolkit.explain.base.resolve_target_layers`.
         create_graph: keep the graph so that the maps are differentiable (for use in a loss).
-        **kwargs: ``reshape``, ``upsample``, ``normalize``, ``eval_mode`` of :class:`~wsolkit.explain.base.BaseCAM`.
+        **kwargs: ``num_classes``, ``reshape``, ``eval_mode`` of :class:`~wsolkit.explain.BaseCAM`.
 
     Shape:
         - x: :math:`(B, 3, H, W)`
-        - output: :math:`(B, H, W)` (or :math:`(B, h, w)` with ``upsample=False``)
+        - logits: :math:`(B, K)`; cams: :math:`(B, 1, h, w)` at the target layer's resolution
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
         ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> with GradCAM(net, target_layers="1") as cam:
-        ...     maps = cam(torch.rand(2, 3, 16, 16), targets=1)
-        >>> maps.shape, bool(maps.min() >= 0), bool(maps.max() <= 1)
-        (torch.Size([2, 16, 16]), True, True)
+        >>> out = GradCAM(net, target_layers="1")(torch.rand(2, 3, 16, 16), labels=1)
+        >>> out.logits.shape, out.cams.shape, bool(out.cams.min() >= 0)
+        (torch.Size([2, 2]), torch.Size([2, 1, 16, 16]), True)
     """
 
     name = "gradcam"
@@ -201,8 +205,8 @@ class GradCAMPlusPlus(_GradientCAM):
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
         ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> GradCAMPlusPlus(net, "1")(torch.rand(1, 3, 8, 8)).shape
-        torch.Size([1, 8, 8])
+        >>> GradCAMPlusPlus(net, "1")(torch.rand(1, 3, 8, 8)).cams.shape
+        torch.Size([1, 1, 8, 8])
     """
 
     name = "gradcam++"
@@ -217,8 +221,8 @@ class XGradCAM(_GradientCAM):
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
         ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> XGradCAM(net, "1", upsample=False)(torch.rand(1, 3, 8, 8)).shape
-        torch.Size([1, 8, 8])
+        >>> XGradCAM(net, "1")(torch.rand(1, 3, 8, 8)).cams.shape
+        torch.Size([1, 1, 8, 8])
     """
 
     name = "xgradcam"
@@ -235,7 +239,7 @@ class LayerCAM(_GradientCAM):
     element-wise maximum. With one layer the map is returned unscaled.
 
     Args:
-        model: the classifier.
+        classifier: the trained classifier.
         target_layers: one or several layers (shallow and deep).
         gamma: the tanh scaling factor γ of the multi-layer fusion.
         **kwargs: as :class:`GradCAM`.
@@ -244,14 +248,16 @@ class LayerCAM(_GradientCAM):
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         ...                           torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU(),
         ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> LayerCAM(net, ["1", "4"], upsample=False)(torch.rand(1, 3, 8, 8)).shape
-        torch.Size([1, 8, 8])
+        >>> LayerCAM(net, ["1", "4"])(torch.rand(1, 3, 8, 8)).cams.shape
+        torch.Size([1, 1, 8, 8])
     """
 
     name = "layercam"
 
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *, gamma: float = 2.0, **kwargs: Any):
-        super().__init__(model, target_layers, **kwargs)
+    def __init__(
+        self, classifier: nn.Module, target_layers: LayerSpec = None, *, gamma: float = 2.0, **kwargs: Any
+    ):
+        super().__init__(classifier, target_layers, **kwargs)
         self.gamma = check_number(gamma, "gamma", low=0.0, low_inclusive=False)
 
     def extra_repr(self) -> str:
@@ -280,10 +286,10 @@ class SmoothGradCAMPlusPlus(_GradientCAM):
     ``n_samples`` copies ``x + ε``, ``ε ~ N(0, sigma²)``, give gradients ``g⁽ⁿ⁾`` at the target layer; the
     Grad-CAM++ quantities use their averages: ``α = mean(g²) / (2 mean(g²) + Σ_ab A_ab mean(g³))`` and
     ``w_k = Σ_ij α ReLU(mean(g))``, with ``A`` the activation of the clean input and the target class taken on the
-    clean input (``targets=None`` → its prediction).
+    clean input (``labels=None`` → its prediction).
 
     Args:
-        model: the classifier.
+        classifier: the trained classifier.
         target_layers: see :class:`GradCAM`.
         n_samples: number of noisy copies (> 0).
         sigma: noise standard deviation in input units (>= 0).
@@ -293,15 +299,15 @@ class SmoothGradCAMPlusPlus(_GradientCAM):
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
         ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> SmoothGradCAMPlusPlus(net, "1", n_samples=4, sigma=0.1)(torch.rand(2, 3, 8, 8)).shape
-        torch.Size([2, 8, 8])
+        >>> SmoothGradCAMPlusPlus(net, "1", n_samples=4, sigma=0.1)(torch.rand(2, 3, 8, 8)).cams.shape
+        torch.Size([2, 1, 8, 8])
     """
 
     name = "smoothgradcam++"
 
     def __init__(
         self,
-        model: nn.Module,
+        classifier: nn.Module,
         target_layers: LayerSpec = None,
         *,
         n_samples: int = 8,
@@ -309,7 +315,7 @@ class SmoothGradCAMPlusPlus(_GradientCAM):
         seed: int | None = 0,
         **kwargs: Any,
     ):
-        super().__init__(model, target_layers, **kwargs)
+        super().__init__(classifier, target_layers, **kwargs)
         self.n_samples = check_int(n_samples, "n_samples", low=1)
         self.sigma = check_number(sigma, "sigma", low=0.0)
         self.seed = seed
@@ -329,7 +335,7 @@ class SmoothGradCAMPlusPlus(_GradientCAM):
             for _ in range(self.n_samples)
         ]
 
-    def _layer_maps(self, x: torch.Tensor, targets: Targets) -> list[torch.Tensor]:
+    def _layer_maps(self, x: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, list[torch.Tensor]]:
         layers = self.layers
         with torch.no_grad(), _Capture(layers, grad=False) as cap:
             logits = self._forward(x)
@@ -340,7 +346,7 @@ class SmoothGradCAMPlusPlus(_GradientCAM):
         s2 = [torch.zeros_like(a) for a in acts]
         s3 = [torch.zeros_like(a) for a in acts]
         for eps in self.noise(x):
-            _, grads, _ = self._acts_and_grads(x + eps, fixed, idx)
+            _, _, grads, _ = self._acts_and_grads(x + eps, fixed, idx)
             for i, g in enumerate(grads):
                 s1[i] = s1[i] + g
                 s2[i] = s2[i] + g.pow(2)
@@ -350,5 +356,5 @@ class SmoothGradCAMPlusPlus(_GradientCAM):
         for a, g1, g2, g3 in zip(acts, s1, s2, s3):
             w = _gradcampp_weights(a, g1 / n, g2 / n, g3 / n)
             out.append(torch.relu((w * a).sum(1)))
-        return out
+        return logits, out
 
