@@ -25,6 +25,7 @@ def _pages_with_code() -> list[Path]:
 def no_downloads(monkeypatch):
     """Force random weights wherever a page asks for pretrained ones."""
     import timm
+    import torch
     import torchvision
 
     create = timm.create_model
@@ -41,6 +42,17 @@ def no_downloads(monkeypatch):
         return get_model(name, **kwargs)
 
     monkeypatch.setattr(torchvision.models, "get_model", tv_get_model)
+    # torchvision builders called with weights=...: keep the weights' metadata, skip the download
+    random = object()
+    monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", lambda self, *a, **k: random)
+    load = torch.nn.Module.load_state_dict
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        if state_dict is random:
+            return None
+        return load(self, state_dict, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", load_state_dict)
 
 
 def test_every_page_is_collected():
