@@ -20,7 +20,7 @@ from wsolkit.explain import create_explainer, list_explainers
 from wsolkit.heads import create_head, list_heads, register_head
 from wsolkit.models import WSOLModel
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "__version__",

@@ -9,19 +9,20 @@ import wsolkit
 SUBPACKAGES = [
     "wsolkit.backbones", "wsolkit.cams", "wsolkit.data", "wsolkit.decoders", "wsolkit.erasing", "wsolkit.explain",
     "wsolkit.heads", "wsolkit.losses", "wsolkit.maxmin", "wsolkit.metrics", "wsolkit.output", "wsolkit.models",
-    "wsolkit.viz",
+    "wsolkit.viz", "wsolkit.method", "wsolkit.registry", "wsolkit.training", "wsolkit.wsi", "wsolkit.cli",
 ]
 
 TOP_LEVEL = {
-    "__version__", "WSOLOutput", "WSOLModel", "create_backbone", "list_backbones", "create_head", "list_heads",
-    "create_explainer", "list_explainers", "backbones", "cams", "data", "heads", "metrics", "erasing", "losses",
-    "maxmin", "decoders", "explain",
+    "__version__", "WSOLOutput", "LossOutput", "WSOLMethod", "NotTrainableError", "create_method", "list_methods",
+    "method_info", "register_method", "WSOLModel", "create_backbone", "list_backbones", "register_backbone",
+    "create_head", "list_heads", "register_head", "create_explainer", "list_explainers", "backbones", "cams", "data",
+    "heads", "metrics", "erasing", "losses", "maxmin", "decoders", "explain", "wsi", "training",
 }
 
 
 def test_top_level_names():
     assert set(wsolkit.__all__) == TOP_LEVEL
-    assert wsolkit.__version__ == "0.1.0"
+    assert wsolkit.__version__ == "0.2.0"
 
 
 @pytest.mark.parametrize("module", SUBPACKAGES)
@@ -36,5 +37,8 @@ def test_all_names_resolve_and_are_documented(module):
 
 def test_registries_cover_the_taxonomy():
     assert {"gap", "max", "lse", "wildcat", "prm", "deepmil", "acol", "spg"} <= set(wsolkit.list_heads())
-    assert {"gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam", "scorecam", "sscam", "iscam",
-            "ablationcam"} <= set(wsolkit.list_explainers())
+    families = {n: wsolkit.method_info(n)["family"] for n in wsolkit.list_methods()}
+    assert {n for n, f in families.items() if f == "explainer"} == {
+        "gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam", "scorecam", "sscam", "iscam",
+        "ablationcam"}
+    assert {n for n, f in families.items() if f == "pooling"} == {"gap", "max", "lse", "wildcat", "prm", "deepmil"}
