@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsolkit.metrics import localization_histogram, localization_metrics
+from wsolkit.metrics import localization_histogram, histogram_metrics
 from wsolkit.metrics.boxes import box_accuracy
 from wsolkit.cli.evaluate import evaluate_folders, register, run
 
@@ -64,7 +64,7 @@ def test_evaluate_matches_library(tmp_path, capsys):
     lab = torch.tensor(labels)
     raw = torch.stack(raws)
     fg, bg = localization_histogram(raw, torch.stack(masks), 100, labels=lab, normalize=True)
-    want = localization_metrics(fg, bg)
+    want = histogram_metrics(fg, bg)
     assert math.isclose(res["localization"]["pxap"], want["pxap"], rel_tol=1e-12)
     assert res["n_images"] == 4 and len(res["localization"]["curves"]["tau"]) == 101
     boxes = [torch.tensor([[3, 4 + i, 14 + i, 15]]) for i in range(4)]
@@ -88,7 +88,7 @@ def test_png_cams_8_and_16_bit(tmp_path):
         cv2.imwrite(str(tmp_path / "m" / f"{s}.png"), mask)
     res = evaluate_folders(tmp_path / "c", tmp_path / "m", num_thresholds=10)
     fg, bg = localization_histogram(torch.from_numpy(np.stack([cam, cam])), torch.from_numpy(np.stack([mask] * 2)), 10)
-    assert res["localization"]["pxap"] == pytest.approx(localization_metrics(fg, bg)["pxap"])
+    assert res["localization"]["pxap"] == pytest.approx(histogram_metrics(fg, bg)["pxap"])
 
 
 def test_missing_and_bad_files_are_named(tmp_path, capsys):
@@ -133,7 +133,7 @@ def test_no_foreground_warns_not_fails(tmp_path, capsys):
 def test_plot_threshold_curves_errors():
     from wsolkit.viz_curves import plot_threshold_curves
 
-    r = localization_metrics(torch.tensor([0, 1, 3]), torch.tensor([3, 1, 0]))
+    r = histogram_metrics(torch.tensor([0, 1, 3]), torch.tensor([3, 1, 0]))
     fig = plot_threshold_curves(r, keys=("precision", "recall", "miou"), title="x")
     assert len(fig.axes[0].lines) == 3
     with pytest.raises(ValueError, match="keys"):

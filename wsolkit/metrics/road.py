@@ -86,8 +86,8 @@ def noisy_linear_imputation(
     sol = spsolve(a, rhs)
     sol = torch.as_tensor(np.asarray(sol).reshape(n, c), dtype=torch.float32).t()
     if noise:
-        # drawn in (pixel, channel) memory order, as grad-cam's randn_like of the transposed solution
-        sol = sol + noise * torch.randn((n, c), generator=generator, dtype=torch.float32).t()
+        # one (channel, pixel) draw, as grad-cam's randn_like of the transposed solution
+        sol = sol + noise * torch.randn((c, n), generator=generator, dtype=torch.float32)
     out[:, torch.as_tensor(unknown)] = sol
     return out.view(c, h, w).to(image)
 
