@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         out.write_text(json.dumps(_jsonable(res), indent=1))
         print(f"wrote {out}")
     if args.plot:
-        from wsolkit.viz_curves import plot_threshold_curves
+        from wsolkit.viz import plot_threshold_curves
 
         fig = plot_threshold_curves(res["localization"], title=f"PxAP {res['localization']['pxap']:.2f}")
         fig.savefig(args.plot, dpi=120)
