@@ -205,7 +205,7 @@ def _run_tasks(fn, tasks: list) -> list:
 
 
 def _thresholds32(t: int) -> torch.Tensor:
-    """``th[i]``: the smallest float32 ``>= i / T`` (``i = 0..T + 1``); for float32 s, ``s >= i / T`` iff ``s >= th[i]``."""
+    """``th[i]``: the smallest float32 ``>= i / T``; for a float32 s, ``s >= i / T`` iff ``s >= th[i]``."""
     exact = torch.arange(t + 2, dtype=torch.float64) / t
     th = exact.float()
     return torch.where(th.double() < exact, torch.nextafter(th, torch.tensor(float("inf"))), th)
