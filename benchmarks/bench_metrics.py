@@ -11,7 +11,11 @@ Pixel metrics, from raw low-resolution CAMs (select → bilinear upsample → pe
 
 Box metrics (MaxBoxAcc + V2): wsolkit (≤ 257 distinct masks per image) vs a per-threshold cv2 loop over T thresholds.
 
-Usage: ``python benchmarks/bench_metrics.py [--images 64] [--size 224] [--threads 2] [--quick]``
+Histogram core (``--core``): PxAP histograms of 32 normalised 512 × 512 float32 maps (what wsolevaluation's
+``PxAPMeter`` receives) — wsolkit with 1 and 2 threads, with 2 threads while another process keeps one core busy,
+against wsolevaluation's per-image ``np.histogram`` method; the int64 counts are checked equal.
+
+Usage: ``python benchmarks/bench_metrics.py [--images 64] [--size 224] [--threads 2] [--quick] [--core]``
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsolkit.metrics import box_accuracy, localization_histogram, localization_metrics
+from wsolkit.metrics import box_accuracy, histogram_metrics, localization_histogram
 
 
 def _timeit(fn, repeat=1):
@@ -79,6 +83,57 @@ def box_loop(maps: np.ndarray, gts: list, t: int):
     return c1, c2
 
 
+def wsolevaluation_histograms(maps: np.ndarray, masks: np.ndarray, t: int = 1000):
+    """wsolevaluation ``PxAPMeter.accumulate``: per image, ``np.histogram`` of the fg and bg scores."""
+    edges = np.append(np.arange(0, 1, 1.0 / t), [1.0, 2.0, 3.0])
+    fg = np.zeros(len(edges) - 1, np.int64)
+    bg = np.zeros(len(edges) - 1, np.int64)
+    for i in range(maps.shape[0]):
+        fg += np.histogram(maps[i][masks[i] == 1], bins=edges)[0]
+        bg += np.histogram(maps[i][masks[i] == 0], bins=edges)[0]
+    return fg, bg
+
+
+def _busy(seconds: float) -> None:  # pragma: no cover - runs in a child process
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
+
+
+def core(n: int = 32, size: int = 512, repeat: int = 3) -> None:
+    """The histogram core against wsolevaluation's numpy method (see the module docstring)."""
+    import multiprocessing as mp
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(n, size, size, generator=g)
+    masks = (torch.rand(n, size, size, generator=g) > 0.5).to(torch.uint8)
+    mpix = n * size * size / 1e6
+    mn, kn = maps.numpy(), masks.numpy()
+    t_ref, (rfg, rbg) = _timeit(lambda: wsolevaluation_histograms(mn, kn), repeat)
+    print(f"histogram core: {n} maps {size}x{size} float32 ({mpix:.1f} Mpix), T=1000")
+    print(f"{'method':40s} {'Mpix/s':>9s} {'vs wsolevaluation':>18s}")
+    print(f"{'wsolevaluation np.histogram (1 thread)':40s} {mpix / t_ref:9.1f} {1.0:17.2f}x")
+    for threads, busy in ((1, False), (2, False), (2, True)):
+        torch.set_num_threads(threads)
+        proc = None
+        if busy:
+            proc = mp.get_context("spawn").Process(target=_busy, args=(600.0,), daemon=True)
+            proc.start()
+            time.sleep(0.5)
+        try:
+            localization_histogram(maps, masks, 1000)
+            t_w, (fg, bg) = _timeit(lambda: localization_histogram(maps, masks, 1000), repeat)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.join()
+        same = fg.tolist() == rfg[:1000].tolist() + [int(rfg[1000:].sum())] and \
+            bg.tolist() == rbg[:1000].tolist() + [int(rbg[1000:].sum())]
+        label = f"wsolkit ({threads} thread{'s' * (threads > 1)}{', 1 core busy' if busy else ''})"
+        print(f"{label:40s} {mpix / t_w:9.1f} {t_ref / t_w:17.2f}x  counts identical: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=64)
@@ -89,7 +144,11 @@ def main() -> None:
     ap.add_argument("--sk-images", type=int, default=8, help="images for sklearn")
     ap.add_argument("--box-images", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
+    ap.add_argument("--core", action="store_true", help="only the histogram core on 32 x 512 x 512 maps")
     args = ap.parse_args()
+    if args.core:
+        core(8, 128, 1) if args.quick else core()
+        return
     if args.quick:
         args.images, args.size, args.tm_images, args.sk_images, args.box_images = 8, 96, 1, 2, 2
     torch.set_num_threads(args.threads)
@@ -106,7 +165,7 @@ def main() -> None:
 
     def run_wsolkit():
         fg, bg = localization_histogram(raw, masks, 1000, normalize=True)
-        return localization_metrics(fg, bg)
+        return histogram_metrics(fg, bg)
 
     run_wsolkit()  # warm-up
     t_w, res = _timeit(run_wsolkit, repeat=1)

@@ -1,15 +1,18 @@
-"""Visualisation: CAM overlays with OpenCV colormaps (core) and threshold-curve plots (``viz`` extra)."""
+"""Visualisation: CAM overlays (OpenCV colormaps, core), threshold curves and the sanity-check plot (matplotlib,
+``viz`` extra)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from wsolkit._checks import ShapeError, check_ndim
-from wsolkit.viz_curves import plot_threshold_curves
+from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_ndim
 
-__all__ = ["overlay", "plot_threshold_curves"]
+__all__ = ["overlay", "plot_threshold_curves", "plot_sanity"]
 
 
 def _to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -65,3 +68,125 @@ def overlay(
         out = np.ascontiguousarray(out)
         cv2.drawContours(out, contours, -1, contour_color, 1)
     return out
+
+
+_LABELS = {
+    "tp": "TP(τ)",
+    "fn": "FN(τ)",
+    "fp": "FP(τ)",
+    "tn": "TN(τ)",
+    "precision": "precision",
+    "recall": "recall",
+    "dice_fg": "Dice fg",
+    "dice_bg": "Dice bg",
+    "iou_fg": "IoU fg",
+    "iou_bg": "IoU bg",
+    "miou": "mIoU",
+}
+
+
+def plot_threshold_curves(
+    results: Mapping[str, Any],
+    keys: Sequence[str] = ("tp", "fn", "fp", "tn"),
+    ax: Any = None,
+    title: str | None = None,
+) -> Any:
+    """Plot per-threshold curves (normalised confusion rates by default, as in the survey's Fig. 8).
+
+    Args:
+        results: the dict of :func:`wsolkit.metrics.localization_metrics` / ``LocalizationMeter.compute()``
+            (or its ``"curves"`` entry).
+        keys: curves to draw, among ``tp fn fp tn precision recall dice_fg dice_bg iou_fg iou_bg miou``.
+        ax: a matplotlib axes (default: a new figure).
+        title: axes title.
+
+    Returns:
+        The matplotlib figure.
+
+    Example:
+        >>> from wsolkit.metrics import histogram_metrics
+        >>> fig = plot_threshold_curves(histogram_metrics(torch.tensor([0, 1, 3]), torch.tensor([3, 1, 0])))
+        >>> len(fig.axes[0].lines)
+        4
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("plot_threshold_curves needs matplotlib: pip install 'wsolkit[viz]'") from exc
+    if not isinstance(results, Mapping):
+        raise WSOLTypeError(f"`results` must be a dict of metrics or curves, got {type(results).__name__}")
+    curves = results.get("curves", results)
+    if "tau" not in curves:
+        raise WSOLValueError(f"`results` has no threshold curves (keys: {sorted(results)})")
+    bad = [k for k in keys if k not in curves]
+    if bad:
+        raise WSOLValueError(f"`keys` {bad} are not curves; available: {sorted(k for k in curves if k != 'tau')}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+    else:
+        fig = ax.figure
+    tau = torch.as_tensor(curves["tau"]).cpu().numpy()
+    for k in keys:  # curves are in percent
+        ax.plot(tau, torch.as_tensor(curves[k]).cpu().numpy(), label=_LABELS.get(k, k))
+    ax.set_xlabel("threshold τ")
+    ax.set_ylabel("%")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sanity(results: Any | Mapping[str, Any], ax: Any = None, title: str | None = None) -> Any:
+    """Plot the model-randomisation sanity check: mean Spearman and SSIM per cascade step (Adebayo et al. 2018).
+
+    Args:
+        results: a :class:`wsolkit.metrics.SanityResult`, or ``{method name: SanityResult}`` for several methods.
+        ax: a matplotlib axes (default: a new figure with two panels).
+        title: figure title.
+
+    Returns:
+        The matplotlib figure.
+
+    Example:
+        >>> from wsolkit.metrics import SanityResult
+        >>> r = SanityResult(["trained", "fc", "conv"], torch.tensor([[1.0], [0.4], [0.1]]),
+        ...                  torch.tensor([[1.0], [0.5], [0.2]]))
+        >>> len(plot_sanity({"cam": r}).axes)
+        2
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("plot_sanity needs matplotlib: pip install 'wsolkit[viz]'") from exc
+    runs = dict(results) if isinstance(results, Mapping) else {"": results}
+    for name, r in runs.items():
+        if not hasattr(r, "table"):
+            raise WSOLTypeError(f"`results` must hold SanityResult objects, got {type(r).__name__} for {name!r}")
+    if ax is None:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    else:
+        fig, axes = ax.figure, [ax, ax]
+    for name, r in runs.items():
+        rows = r.table()
+        steps = [row["layer"] for row in rows]
+        axes[0].plot(range(len(steps)), [row["spearman"] for row in rows], marker="o", label=name or None)
+        axes[1].plot(range(len(steps)), [row["ssim"] for row in rows], marker="o", label=name or None)
+        for a in axes[:2]:
+            a.set_xticks(range(len(steps)), steps, rotation=60, ha="right", fontsize=7)
+    axes[0].set_ylabel("similarity to the trained model's maps")
+    axes[0].set_title("Spearman rank correlation", fontsize=9)
+    axes[1].set_title("SSIM", fontsize=9)
+    for a in axes[:2]:
+        a.axhline(0, color="grey", lw=0.5)
+        a.set_xlabel("cascading randomisation (top layer first)")
+        a.grid(alpha=0.3)
+    if any(runs):
+        axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

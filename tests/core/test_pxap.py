@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError
-from wsolkit.metrics import binned_counts, pxap
+from wsolkit.metrics import binned_counts, localization_histogram, pxap
 
 
 def _ref_pxap(scores: np.ndarray, masks: np.ndarray, T: int = 1000) -> float:
@@ -76,7 +76,9 @@ def test_all_ones_baseline_is_foreground_fraction():
 def test_binned_counts_bins_exact():
     scores = torch.tensor([[[0.0, 0.0005, 0.001, 0.999, 1.0, 1.2]]])
     masks = torch.tensor([[[1, 1, 0, 1, 1, 0]]])
-    fg, bg = binned_counts(scores, masks)
+    with pytest.raises(WSOLValueError, match=r"\[0, 1\]"):  # no silent clamp
+        binned_counts(scores, masks)
+    fg, bg = localization_histogram(scores, masks, validate_args=False)  # unchecked: clamped to bins 0 and T
     assert fg.dtype == torch.int64 and fg.shape == (1001,)
     assert fg[0] == 2 and fg[999] == 1 and fg[1000] == 1 and fg.sum() == 4
     assert bg[1] == 1 and bg[1000] == 1 and bg.sum() == 2
@@ -93,8 +95,9 @@ def test_no_positive_pixel_returns_nan_with_warning():
     "cams_, masks_, err, pattern",
     [
         (torch.zeros(2, 4, 4), torch.zeros(3, 4, 4, dtype=torch.uint8), ShapeError, "same batch size"),
-        (torch.zeros(2, 4, 4), torch.zeros(2, 5, 4, dtype=torch.uint8), ShapeError, "same spatial size"),
-        (torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, dtype=torch.uint8), ShapeError, r"`cams` must have shape"),
+        (torch.zeros(2, 4, 4), torch.zeros(2, 4, dtype=torch.uint8), ShapeError, r"`masks` must have shape"),
+        (torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.uint8), WSOLTypeError, r"`labels` is required"),
+        (torch.full((1, 2, 2), 1.2), torch.zeros(1, 2, 2, dtype=torch.uint8), WSOLValueError, r"\[0, 1\].*1\.2"),
         (torch.full((1, 2, 2), float("nan")), torch.zeros(1, 2, 2, dtype=torch.uint8), WSOLValueError, "NaN"),
         (torch.zeros(1, 2, 2), torch.full((1, 2, 2), 3), WSOLValueError, r"`masks` must only contain.*\[3\]"),
         (torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.uint8), WSOLTypeError, "floating"),

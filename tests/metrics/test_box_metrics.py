@@ -130,8 +130,8 @@ def test_bad_boxes():
         box_accuracy(cams, [torch.tensor([[5, 0, 2, 3]]), torch.tensor([[0, 0, 1, 1]])], 10)
     with pytest.raises(ShapeError, match="one entry per image"):
         box_accuracy(cams, [torch.tensor([[0, 0, 1, 1]])], 10)
-    with pytest.raises(WSOLValueError, match="normalised"):
-        box_accuracy(cams * 2, [torch.tensor([[0, 0, 1, 1]])] * 2, 10)
+    with pytest.raises(WSOLValueError, match="normalised"):  # normalize=False: maps must lie in [0, 1]
+        box_accuracy(cams * 2, [torch.tensor([[0, 0, 1, 1]])] * 2, 10, normalize=False)
     with pytest.raises(ShapeError, match=r"\(M, 4\)"):
         box_accuracy(cams, [torch.zeros(1, 3), torch.zeros(1, 4)], 10)
 
@@ -140,7 +140,7 @@ def test_maps_without_zero_and_multiple_gt_boxes():
     maps = np.full((2, 12, 12), 0.5, np.float32)
     maps[1, 3:6, 3:9] = 0.9
     gts = [np.array([[0, 0, 11, 11]]), np.array([[3, 3, 8, 5], [0, 0, 2, 2]])]
-    got = box_accuracy(torch.from_numpy(maps), gts, 10)
+    got = box_accuracy(torch.from_numpy(maps), gts, 10, normalize=False)
     want = loop_reference(maps, gts, 10)
     assert got["maxboxacc"] == pytest.approx(want["maxboxacc"]) and got["maxboxacc_v2"] == pytest.approx(
         want["maxboxacc_v2"])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError
-from wsolkit.metrics import localization_histogram, localization_metrics
+from wsolkit.metrics import classification_metrics, histogram_metrics, localization_histogram, localization_metrics
 from wsolkit.metrics.boxes import box_accuracy
 from wsolkit.metrics.meters import BoxAccuracyMeter, ClassificationMeter, LocalizationMeter
 
@@ -49,7 +49,7 @@ def test_localization_meter_streaming_equals_functional():
         meter.update(raw[i : i + 5], mask[i : i + 5], label[i : i + 5])
     fg, bg = localization_histogram(raw, mask, 200, labels=label, normalize=True)
     assert torch.equal(meter.fg, fg) and torch.equal(meter.bg, bg)
-    got, want = meter.compute(), localization_metrics(fg, bg)
+    got, want = meter.compute(), histogram_metrics(fg, bg)
     assert got["pxap"] == want["pxap"] and got["miou"] == want["miou"] and got["n_images"] == raw.shape[0]
     assert meter.compute(threshold=0.3)["threshold"] == 0.3
     meter.reset()
@@ -69,7 +69,7 @@ def test_box_and_classification_meters():
     cls.update(logits[4:].argmax(1), labels[4:])
     r = cls.compute()
     assert r["accuracy"] == pytest.approx(100.0 * float((logits.argmax(1) == labels).float().mean()))
-    assert r["n"] == 6 and int(r["confusion"].sum()) == 6
+    assert r["n_images"] == 6 and int(r["confusion"].sum()) == 6
     with pytest.raises(ShapeError):
         cls.update(torch.randn(2, 3), labels[:2])
     with pytest.raises(WSOLTypeError, match="labels"):
@@ -83,12 +83,19 @@ def test_state_dict_merge_and_config_checks():
     _fill(b, [2])
     _fill(full, [0, 1, 2])
     for x, y, z in zip(a, b, full):
-        x.merge(y)
+        assert x.merge(y) is x
         sd = x.state_dict()
-        fresh = type(x)(**sd["config"]) if not isinstance(x, ClassificationMeter) else ClassificationMeter(2)
+        cfg = sd["_extra_state"]["config"]
+        fresh = type(x)(**cfg)
         fresh.load_state_dict(sd)
         for k in z._state:
             assert torch.equal(fresh._state[k], z._state[k]), k
+            assert fresh._state[k].dtype == torch.int64
+        # the previous release's {"config": ..., <states>} form still loads
+        old = {"config": cfg, **{k: v.clone() for k, v in z._state.items()}}
+        again = type(x)(**cfg)
+        again.load_state_dict(old)
+        assert all(torch.equal(again._state[k], v) for k, v in z._state.items())
     with pytest.raises(WSOLValueError, match="num_thresholds"):
         LocalizationMeter(100).merge(LocalizationMeter(200))
     with pytest.raises(WSOLTypeError):
@@ -98,9 +105,33 @@ def test_state_dict_merge_and_config_checks():
     with pytest.raises(WSOLValueError, match="num_thresholds"):
         LocalizationMeter(0)
     assert "num_thresholds=100" in repr(LocalizationMeter(100))
-    # sync without a process group: an identical copy
+    # deprecated sync() without a process group: an identical copy
     loc = a[0]
-    assert torch.equal(loc.sync().fg, loc.fg) and loc.sync() is not loc
+    with pytest.warns(DeprecationWarning):
+        copy_ = loc.sync()
+    assert torch.equal(copy_.fg, loc.fg) and copy_ is not loc
+
+
+def test_meters_are_torchmetrics_and_work_in_a_collection():
+    from torchmetrics import Metric, MetricCollection
+
+    raw, masks, labels, _, logits = _batch(0)
+    col = MetricCollection({"loc": LocalizationMeter(100), "cls": ClassificationMeter(2)}, compute_groups=False)
+    assert all(isinstance(m, Metric) for m in col.values())
+    col["loc"].update(raw, masks, labels)
+    col["cls"].update(logits, labels)
+    r = col.compute()
+    fg, bg = localization_histogram(raw, masks, 100, labels=labels, normalize=True)
+    # snake_case keys flatten into loggable names (Lightning's self.log_dict(col.compute()) style)
+    assert r["loc_pxap"] == histogram_metrics(fg, bg)["pxap"] and "loc_tp_star" in r and "loc_f1_pos" in r
+    assert r["cls_accuracy"] == classification_metrics(logits, labels, 2)["accuracy"]
+    # defaults: the meter takes any method's raw cams (normalize=True), the twin too
+    assert LocalizationMeter().normalize and BoxAccuracyMeter().normalize
+    m = LocalizationMeter(100)
+    m.update(raw, masks, labels)
+    assert m.compute()["pxap"] == localization_metrics(raw, masks, labels, num_thresholds=100)["pxap"]
+    with pytest.warns(DeprecationWarning):
+        assert m.compute()["tp*"] == m.compute()["tp_star"]
 
 
 # ----------------------------------------------------------------------------- distributed (gloo, 2 processes)
@@ -114,8 +145,9 @@ def _ddp_worker(rank, world, port, out_dir):
     try:
         meters = _new()
         _fill(meters, [s for s in range(4) if s % world == rank])  # uneven shards: rank 0 gets 2 batches
-        synced = [m.sync() for m in meters]
-        torch.save([m.state_dict() for m in synced], os.path.join(out_dir, f"rank{rank}.pt"))
+        results = [m.compute() for m in meters]  # global with no extra call
+        local = [{k: v.clone() for k, v in m._state.items()} for m in meters]  # left local after compute()
+        torch.save({"results": results, "local": local}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -126,8 +158,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_sync_in_a_one_process_gloo_group():
-    """Fast in-process check of the all_reduce path (world size 1: the synced state equals the local one)."""
+def test_compute_in_a_one_process_gloo_group():
+    """Fast in-process check of the distributed path (world size 1: the global value equals the local one)."""
     import torch.distributed as dist
 
     if not dist.is_available() or dist.is_initialized():
@@ -136,15 +168,15 @@ def test_sync_in_a_one_process_gloo_group():
     try:
         meters = _new()
         _fill(meters, [0])
-        for m in meters:
-            synced = m.sync()
-            assert all(torch.equal(synced._state[k], v) for k, v in m._state.items())
+        ref = _new()
+        _fill(ref, [0])
+        for m, r in zip(meters, ref):
+            assert m.compute()["n_images"] == r.compute()["n_images"]
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.slow  # two spawned interpreters: ~10-25 s on 2 busy cores
-def test_two_process_gloo_sync_equals_single_process():
+def test_two_process_gloo_compute_is_global():
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
@@ -152,10 +184,15 @@ def test_two_process_gloo_sync_equals_single_process():
         pytest.skip("torch.distributed is not available")
     with tempfile.TemporaryDirectory() as d:
         mp.spawn(_ddp_worker, args=(2, _free_port(), d), nprocs=2, join=True)
-        states = [torch.load(os.path.join(d, f"rank{r}.pt"), weights_only=False) for r in range(2)]
+        out = [torch.load(os.path.join(d, f"rank{r}.pt"), weights_only=False) for r in range(2)]
     single = _new()
     _fill(single, range(4))
+    want = [m.compute() for m in single]
     for r in range(2):
-        for m, sd in zip(single, states[r]):
-            for k, v in m._state.items():
-                assert torch.equal(sd[k], v), (r, type(m).__name__, k)
+        got = out[r]["results"]
+        assert got[0]["pxap"] == want[0]["pxap"] and got[0]["n_images"] == 16
+        assert got[1]["maxboxacc_v2"] == want[1]["maxboxacc_v2"]
+        assert torch.equal(got[2]["confusion"], want[2]["confusion"])
+    # local states stay local (summing them gives the single-process state)
+    for k, v in single[0]._state.items():
+        assert torch.equal(out[0]["local"][0][k] + out[1]["local"][0][k], v)

@@ -62,7 +62,9 @@ def test_public_api_surface():
         "pxap", "binned_counts", "pxap_from_counts", "bin_index", "localization_histogram", "LocalizationHistogram",
         "confusion_curves", "confusion_areas", "overlap_curves", "pxap_from_histogram", "threshold_index",
         "localization_metrics", "box_accuracy", "LocalizationMeter", "BoxAccuracyMeter", "ClassificationMeter",
-        "BLOC_PER_CLASS", "bloc_subset", "ModelSelector",
+        "BLOC_PER_CLASS", "bloc_subset", "ModelSelector", "histogram_metrics", "classification_metrics", "MetricDict",
+        "confidence_change", "deletion_insertion", "road", "noisy_linear_imputation", "ConfidenceChangeMeter",
+        "DeletionInsertionMeter", "ROADMeter", "model_randomization", "SanityResult", "spearman", "ssim",
     ])
     for name in m.__all__:
         assert hasattr(m, name)

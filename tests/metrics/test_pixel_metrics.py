@@ -17,8 +17,8 @@ from wsolkit.metrics import (
     LocalizationHistogram,
     binned_counts,
     confusion_areas,
+    histogram_metrics,
     localization_histogram,
-    localization_metrics,
     overlap_curves,
     pxap,
     pxap_from_counts,
@@ -99,7 +99,7 @@ def test_counts_exact_float64_on_grid_scores():
                    torch.nextafter(grid, torch.tensor(2.0, dtype=torch.float64))])
     cams = s.view(1, 1, -1)
     masks = torch.ones_like(cams, dtype=torch.uint8)
-    fg, _ = localization_histogram(cams, masks, t)
+    fg, _ = localization_histogram(cams, masks, t, validate_args=False)  # -1 ulp below 0: clamped to bin 0
     rfg, _ = ref_counts(cams.numpy(), masks.numpy(), t)
     assert fg.tolist() == rfg.tolist()
 
@@ -203,13 +203,13 @@ def test_confusion_areas_vs_reference():
     s = cams.double().numpy().ravel()
     m = masks.numpy().ravel()
     pos, neg = np.sum(m == 1), np.sum(m == 0)
-    want = {k: 0.0 for k in ("tp*", "fn*", "fp*", "tn*")}
+    want = {k: 0.0 for k in ("tp_star", "fn_star", "fp_star", "tn_star")}
     for i in range(1, t + 1):
         pred = s >= i / t
-        want["tp*"] += np.sum(pred & (m == 1)) / pos / t * 100
-        want["fn*"] += np.sum(~pred & (m == 1)) / pos / t * 100
-        want["fp*"] += np.sum(pred & (m == 0)) / neg / t * 100
-        want["tn*"] += np.sum(~pred & (m == 0)) / neg / t * 100
+        want["tp_star"] += np.sum(pred & (m == 1)) / pos / t * 100
+        want["fn_star"] += np.sum(~pred & (m == 1)) / pos / t * 100
+        want["fp_star"] += np.sum(pred & (m == 0)) / neg / t * 100
+        want["tn_star"] += np.sum(~pred & (m == 0)) / neg / t * 100
     for k in want:
         assert math.isclose(got[k], want[k], rel_tol=1e-9), k
 
@@ -227,19 +227,19 @@ def test_dice_iou_miou_f1_vs_reference():
         fp = np.sum(pred & (m == 0))
         fn = np.sum(~pred & (m == 1))
         tn = np.sum(~pred & (m == 0))
-        assert math.isclose(curves["dice_fg"][i], 2 * tp / (2 * tp + fp + fn), rel_tol=1e-12)
-        assert math.isclose(curves["dice_bg"][i], 2 * tn / (2 * tn + fp + fn), rel_tol=1e-12)
+        assert math.isclose(curves["dice_fg"][i], 100 * 2 * tp / (2 * tp + fp + fn), rel_tol=1e-12)
+        assert math.isclose(curves["dice_bg"][i], 100 * 2 * tn / (2 * tn + fp + fn), rel_tol=1e-12)
         iou = (tp / (tp + fp + fn) + tn / (tn + fp + fn)) / 2
-        assert math.isclose(curves["miou"][i], iou, rel_tol=1e-12)
-    r = localization_metrics(fg, bg)
+        assert math.isclose(curves["miou"][i], 100 * iou, rel_tol=1e-12)
+    r = histogram_metrics(fg, bg)
     best = int(np.argmax(curves["miou"].numpy()))
-    assert r["best_threshold"] == best / t and math.isclose(r["max_miou"], 100 * float(curves["miou"][best]))
+    assert r["best_threshold"] == best / t and math.isclose(r["max_miou"], float(curves["miou"][best]))
     pred = s >= 0.5
     tp, fp, fn = np.sum(pred & (m == 1)), np.sum(pred & (m == 0)), np.sum(~pred & (m == 1))
-    assert math.isclose(r["f1+"], 100 * 2 * tp / (2 * tp + fp + fn), rel_tol=1e-12)
+    assert math.isclose(r["f1_pos"], 100 * 2 * tp / (2 * tp + fp + fn), rel_tol=1e-12)
     # a chosen operating threshold is applied as given
-    r2 = localization_metrics(fg, bg, threshold=0.25)
-    assert r2["threshold"] == 0.25 and math.isclose(r2["miou"], 100 * float(curves["miou"][10]))
+    r2 = histogram_metrics(fg, bg, threshold=0.25)
+    assert r2["threshold"] == 0.25 and math.isclose(r2["miou"], float(curves["miou"][10]))
 
 
 @settings(max_examples=25, deadline=None)
@@ -257,9 +257,9 @@ def test_properties(seed, t, b):
     perm = torch.randperm(cams.numel(), generator=torch.Generator().manual_seed(seed))
     fg2, bg2 = localization_histogram(cams.flatten()[perm].view_as(cams), masks.flatten()[perm].view_as(masks), t)
     assert torch.equal(fg, fg2) and torch.equal(bg, bg2)
-    r = localization_metrics(fg, bg)
-    assert math.isclose(r["tp*"] + r["fn*"], 100.0, abs_tol=1e-9)
-    assert math.isclose(r["fp*"] + r["tn*"], 100.0, abs_tol=1e-9)
+    r = histogram_metrics(fg, bg)
+    assert math.isclose(r["tp_star"] + r["fn_star"], 100.0, abs_tol=1e-9)
+    assert math.isclose(r["fp_star"] + r["tn_star"], 100.0, abs_tol=1e-9)
     c = r["curves"]
     assert bool((c["tp"].diff() <= 0).all()) and bool((c["fp"].diff() <= 0).all())  # monotone in τ
     assert bool((c["recall"].diff() <= 0).all())
@@ -276,8 +276,8 @@ def test_no_positive_pixel_gives_nan_and_warning():
         assert math.isnan(pxap(cams, masks))
     fg, bg = binned_counts(cams, masks)
     with pytest.warns(RuntimeWarning):
-        r = localization_metrics(fg, bg)
-    assert math.isnan(r["pxap"]) and math.isnan(r["tp*"]) and r["fp*"] + r["tn*"] == pytest.approx(100)
+        r = histogram_metrics(fg, bg)
+    assert math.isnan(r["pxap"]) and math.isnan(r["tp_star"]) and r["fp_star"] + r["tn_star"] == pytest.approx(100)
 
 
 def test_all_pixels_ignored():
@@ -306,7 +306,7 @@ def test_single_image_and_t1_and_empty_update():
     fg, bg = localization_histogram(cams, masks, 1)
     assert fg.tolist() == [1, 1] and bg.tolist() == [2, 0]
     assert pxap(cams, masks, 1) == pytest.approx(ref_pxap(cams.numpy(), masks.numpy(), 1))
-    r = localization_metrics(fg, bg)
+    r = histogram_metrics(fg, bg)
     assert r["f1_threshold"] == 1.0  # 0.5 is off the grid {0, 1}: the next grid point is used
     fg0, bg0 = localization_histogram(torch.zeros(0, 4, 4), torch.zeros(0, 4, 4, dtype=torch.uint8), 10,
                                       normalize=True)
@@ -320,8 +320,10 @@ def test_bad_inputs():
     cams, masks = _data()
     with pytest.raises(ShapeError, match="batch"):
         localization_histogram(cams[:2], masks)
-    with pytest.raises(ShapeError, match="spatial"):
-        binned_counts(cams[:, :5], masks)
+    with pytest.raises(WSOLValueError, match=r"\[0, 1\] when normalize=False.*1\.49"):
+        pxap(cams * 1.5, masks)  # no silent clamp
+    with pytest.raises(WSOLValueError, match=r"-0\.49"):
+        localization_histogram(cams - 0.5, masks)
     with pytest.raises(WSOLValueError, match="found \\[2\\]"):
         localization_histogram(cams, masks.clamp(max=2) * 0 + 2)
     bad = cams.clone()
@@ -342,15 +344,15 @@ def test_bad_inputs():
     with pytest.raises(WSOLTypeError, match="labels"):
         localization_histogram(torch.rand(3, 2, 4, 4), masks)
     with pytest.raises(ShapeError, match="fg"):
-        localization_metrics(torch.zeros(3, 2, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+        histogram_metrics(torch.zeros(3, 2, dtype=torch.long), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ShapeError, match="same shape"):
-        localization_metrics(torch.zeros(3, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+        histogram_metrics(torch.zeros(3, dtype=torch.long), torch.zeros(4, dtype=torch.long))
     with pytest.raises(WSOLTypeError, match="count"):
-        localization_metrics(torch.zeros(3), torch.zeros(3))
+        histogram_metrics(torch.zeros(3), torch.zeros(3))
 
 
 def test_no_warning_in_normal_use():
     cams, masks = _data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        localization_metrics(*localization_histogram(cams, masks))
+        histogram_metrics(*localization_histogram(cams, masks))

@@ -41,6 +41,7 @@ from wsolkit._checks import (
     check_int,
     check_ndim,
 )
+from wsolkit.metrics._base import MetricDict
 from wsolkit.metrics.histogram import _normalize_with, _prepare_scores
 
 __all__ = ["box_thresholds", "box_iou_inclusive", "box_accuracy", "scoremap_best_ious"]
@@ -249,19 +250,19 @@ def _box_compute(state: dict[str, torch.Tensor], iou_levels: Sequence[int] = IOU
     t = state["correct_v1"].shape[0]
     if n == 0:
         nan = float("nan")
-        return {"maxboxacc": nan, "maxboxacc_v2": nan, "best_threshold": nan, "top1_loc": nan, "n_images": 0}
+        return MetricDict(maxboxacc=nan, maxboxacc_v2=nan, best_threshold=nan, top1_loc=nan, n_images=0)
     acc1 = state["correct_v1"].double() * 100.0 / n
     acc2 = state["correct_v2"].double() * 100.0 / n
     best = int(torch.argmax(acc1))
-    out = {
+    out = MetricDict({
         "maxboxacc": float(acc1.max()),
         "maxboxacc_v2": float(acc2.max(dim=1).values.mean()),
         "best_threshold": best / t,
         "top1_loc": float(state["correct_top1"][best].double() * 100.0 / n),
         "n_images": n,
-    }
+    })
     for k, lv in enumerate(iou_levels):
-        out[f"boxacc_v2@{lv}"] = float(acc2[k].max())
+        out[f"boxacc_v2_iou{lv}"] = float(acc2[k].max())
     out["curves"] = {"tau": torch.from_numpy(box_thresholds(t)), "boxacc": acc1, "boxacc_v2": acc2}
     return out
 
@@ -272,13 +273,13 @@ def box_accuracy(
     num_thresholds: int = 1000,
     labels: torch.Tensor | int | None = None,
     correct: torch.Tensor | None = None,
-    normalize: bool = False,
+    normalize: bool = True,
     image_size: tuple[int, int] | None = None,
 ) -> dict:
     """MaxBoxAcc, MaxBoxAccV2 and top-1 localization over a set of maps (Choe et al. 2020 protocol).
 
     Args:
-        cams: maps; normalised in ``[0, 1]`` unless ``normalize=True`` (min-max after optional upsampling).
+        cams: raw maps (``normalize=True``: per-image min-max after optional upsampling) or maps in ``[0, 1]``.
         boxes: per image, ground-truth boxes ``(M, 4)`` as inclusive ``(x0, y0, x1, y1)`` pixel coordinates.
         num_thresholds: T (thresholds ``np.arange(0, 1, 1 / T)``).
         labels: class of each image, to select its map when ``cams`` has ``C > 1`` maps.
@@ -287,8 +288,8 @@ def box_accuracy(
         image_size: ``(H, W)`` to upsample the maps to (default: their size).
 
     Returns:
-        ``{"maxboxacc", "maxboxacc_v2", "boxacc_v2@30/50/70", "best_threshold", "top1_loc", "n_images",
-        "curves"}`` (percentages).
+        ``{"maxboxacc", "maxboxacc_v2", "boxacc_v2_iou30/50/70", "best_threshold", "top1_loc", "n_images",
+        "curves"}`` (percentages; the twin of :class:`~wsolkit.metrics.BoxAccuracyMeter`).
 
     Shape:
         - cams: :math:`(B, H, W)` or :math:`(B, C, h, w)`

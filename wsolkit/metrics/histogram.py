@@ -10,15 +10,27 @@ integers, so streaming over any batch split and summing over processes give iden
 The optional fused front end follows the protocol: select the target class map → upsample to the mask size
 (bilinear, ``align_corners=False``) → per-image min-max normalisation (see :mod:`wsolkit.cams`) → histogram.
 
-The bin of a score is ``floor(s · T)`` computed exactly: for float32/float16/bfloat16 maps the float64 product
-``s · T`` is exact (for ``T < 2**29``), for float64 maps the result is corrected against the float64 thresholds
-``i / T``. Counting is one vectorised ``bincount`` over ``bin + (T + 1) · mask`` — no Python loop over images.
-CUDA tensors use the fused Triton kernel of :mod:`wsolkit.metrics._triton` when Triton is available.
+The bin of a score is ``floor(s · T)`` computed exactly. On the CPU (float32 / float16 / bfloat16 maps, uint8 / bool
+masks) it comes from float32 arithmetic plus a correction against precomputed float32 thresholds, in cache-sized
+chunks, on a pool of ``torch.get_num_threads()`` workers that pull pixel blocks as they free up (so a core kept busy
+by another process slows one worker, not every step); elsewhere from float64 arithmetic (exact for float32 inputs,
+corrected against the float64 thresholds ``i / T`` for float64 maps). Counting is a ``bincount`` over
+``bin + (T + 1) · mask``. CUDA tensors use the fused Triton kernel of :mod:`wsolkit.metrics._triton` when Triton is
+available. Every path gives the same int64 counts.
+
+Maps that are not normalised here (``normalize=False``) must already lie in ``[0, 1]``: other values raise a
+:class:`~wsolkit._checks.WSOLValueError` naming the range seen (no silent clamp; ``validate_args=False`` skips the
+check and clamps to bins 0 and T).
 """
 
 from __future__ import annotations
 
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from wsolkit import cams as cam_ops
@@ -54,7 +66,6 @@ def _histogram_validate(
     if masks.is_floating_point() or masks.is_complex():
         raise WSOLTypeError(f"`masks` must be an integer or bool tensor, got dtype {masks.dtype}")
     check_same_batch(cams, "cams", masks, "masks")
-    check_finite(cams, "cams")
     if not _fast_masks(masks, ignore_index, t):
         check_mask_values(masks, "masks", ignore_index)
     if cams.ndim == 4 and cams.shape[1] > 1 and labels is None:
@@ -97,6 +108,20 @@ def _bin_index(scores: torch.Tensor, t: int, unit: bool = False) -> torch.Tensor
         return scores.double().mul_(t).to(torch.int32)
     x = scores.float().clamp(-1.0, 2.0)
     return x.double().mul_(t).to(torch.int32).clamp_(0, t)
+
+
+def _check_unit_range(cams: torch.Tensor) -> None:
+    if cams.numel() == 0:
+        return
+    lo, hi = torch.aminmax(cams)
+    lo_f, hi_f = float(lo), float(hi)
+    if not (math.isfinite(lo_f) and math.isfinite(hi_f)):
+        check_finite(cams, "cams")
+    if lo_f < 0 or hi_f > 1:
+        raise WSOLValueError(
+            f"`cams` must lie in [0, 1] when normalize=False, got values in [{lo_f:.6g}, {hi_f:.6g}]; "
+            "pass normalize=True for raw maps (per-image min-max, the protocol) or normalise them first"
+        )
 
 
 def _fast_masks(masks: torch.Tensor, ignore_index: int | None, t: int) -> bool:
@@ -149,6 +174,157 @@ def _normalize_with(cams: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> t
     return out
 
 
+_CHUNK = 1 << 15  # elements per arithmetic step: one float32 chunk and its int32 bins stay in L2
+_BLOCK = 1 << 18  # pixels per task of the CPU thread pool
+_FAST_T = 1 << 22  # float32 binning with correction is exact for T <= 2**24; keep a margin
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``n`` workers whose torch ops run on one thread each (dynamic scheduling)."""
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE != n:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(n, thread_name_prefix="wsolkit-hist", initializer=torch.set_num_threads,
+                                       initargs=(1,))
+            _POOL_SIZE = n
+        return _POOL
+
+
+def _run_tasks(fn, tasks: list) -> list:
+    """``[fn(t) for t in tasks]`` on ``torch.get_num_threads()`` workers (tasks are pulled as workers free up, so a
+    core kept busy by another process slows one worker instead of stalling every step)."""
+    n = min(torch.get_num_threads(), len(tasks))
+    if n <= 1 or threading.current_thread().name.startswith("wsolkit-hist"):
+        return [fn(t) for t in tasks]
+    return list(_pool(n).map(fn, tasks))
+
+
+def _thresholds32(t: int) -> torch.Tensor:
+    """``th[i]``: the smallest float32 ``>= i / T``; for a float32 s, ``s >= i / T`` iff ``s >= th[i]``."""
+    exact = torch.arange(t + 2, dtype=torch.float64) / t
+    th = exact.float()
+    return torch.where(th.double() < exact, torch.nextafter(th, torch.tensor(float("inf"))), th)
+
+
+def _fast_cpu(cams: torch.Tensor, masks: torch.Tensor, t: int, ignore_index: int | None) -> bool:
+    return (
+        cams.device.type == "cpu"
+        and cams.dtype in (torch.float32, torch.float16, torch.bfloat16)
+        and t <= _FAST_T
+        and masks.dtype in (torch.uint8, torch.bool)
+        and (ignore_index is None or 2 <= ignore_index <= 255)
+    )
+
+
+def _cpu_histogram(
+    cams: torch.Tensor, masks: torch.Tensor, t: int, ignore_index: int | None, normalize: bool, check_range: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CPU core: (upsample → min / max per image) then (normalise → bin → count) in pixel blocks on a pool.
+
+    Bins are ``floor(s · T)`` from float32 arithmetic, corrected where the float32 product rounded up onto an
+    integer ``k`` (the only case where it can differ from the exact floor): ``s < th[k]`` → ``k − 1``.
+    """
+    b, hh, ww = masks.shape
+    if cams.dtype != torch.float32:
+        cams = cams.float()
+    cams = cams.contiguous()
+    masks = masks.contiguous()
+    if masks.dtype == torch.bool:
+        masks = masks.view(torch.uint8)
+    resize = tuple(cams.shape[-2:]) != (hh, ww)
+    need_minmax = normalize or check_range
+    check_range = check_range and not normalize
+
+    def prepare(i: int) -> tuple[torch.Tensor, float, float, bool]:
+        x = cams[i]
+        if x.numel() == 0:
+            return x, 0.0, 0.0, False
+        lo_f = hi_f = 0.0
+        if need_minmax:  # of the map before upsampling: the range check, the constant-map rule
+            lo0, hi0 = torch.aminmax(x)
+            lo_f, hi_f = float(lo0), float(hi0)
+        const = normalize and resize and lo_f == hi_f
+        if resize:
+            x = F.interpolate(x[None, None], size=(hh, ww), mode="bilinear", align_corners=False)[0, 0]
+            if normalize and not const:
+                lo1, hi1 = torch.aminmax(x)
+                lo_f, hi_f = float(lo1), float(hi1)
+        return x, lo_f, hi_f, need_minmax
+
+    if resize or need_minmax:
+        prepared = _run_tasks(prepare, list(range(b)))
+    else:
+        prepared = [(cams[i], 0.0, 0.0, False) for i in range(b)]
+    if need_minmax and not all(math.isfinite(p[1]) and math.isfinite(p[2]) for p in prepared if p[3]):
+        check_finite(cams, "cams")
+    if check_range and prepared:
+        lows = [p[1] for p in prepared if p[3]]
+        highs = [p[2] for p in prepared if p[3]]
+        if lows and (min(lows) < 0 or max(highs) > 1):
+            raise WSOLValueError(
+                f"`cams` must lie in [0, 1] when normalize=False, got values in [{min(lows):.6g}, "
+                f"{max(highs):.6g}]; pass normalize=True for raw maps (per-image min-max, the protocol) or "
+                "normalise them first"
+            )
+    th = _thresholds32(t)
+    n_codes = 3
+    rows = max(1, _BLOCK // max(1, ww))
+    tasks = [(i, r, min(hh, r + rows)) for i in range(b) for r in range(0, hh, rows)]
+
+    def count(task: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        i, r0, r1 = task
+        x, lo, hi, has = prepared[i]
+        v_all = x[r0:r1].reshape(-1)
+        m_all = masks[i, r0:r1].reshape(-1)
+        counts = torch.zeros(n_codes * (t + 1), dtype=torch.int64)
+        mvals = torch.bincount(m_all, minlength=256)
+        scale = None
+        if normalize and has:
+            # identical arithmetic to wsolkit.cams.normalize: (s - min) / (max - min); a flat map becomes zeros
+            lo32 = torch.tensor(lo, dtype=torch.float32)
+            hi32 = torch.tensor(hi, dtype=torch.float32)
+            rng = hi32 - lo32
+            flat = not bool(rng > 4 * torch.finfo(torch.float32).eps * torch.maximum(lo32.abs(), hi32.abs()))
+            scale = None if flat else rng
+        mc = m_all.clamp(max=2)  # 0 background, 1 foreground, 2 ignored (other values are caught from `mvals`)
+        for a in range(0, v_all.numel(), _CHUNK):
+            v = v_all[a : a + _CHUNK]
+            if normalize:
+                v = (v - lo32).div_(scale) if scale is not None else torch.zeros_like(v)
+            elif not check_range:
+                v = v.clamp(-1.0, 2.0)
+            f = v * t
+            idx = f.to(torch.int32)
+            if not normalize and not check_range:
+                idx.clamp_(0, t)
+            # the float32 product can only be wrong where it landed on an integer k (rounded up across it)
+            if torch.count_nonzero(f.frac()) < f.numel():
+                j = (f.frac() == 0).nonzero().squeeze(1)
+                k = idx[j]
+                idx[j] = k - (v[j] < th[k.clamp(0, t + 1).long()]).to(torch.int32)
+            counts += torch.bincount(torch.add(idx, mc[a : a + _CHUNK], alpha=t + 1), minlength=n_codes * (t + 1))
+        return counts, mvals
+
+    results = _run_tasks(count, tasks)
+    counts = torch.zeros(n_codes * (t + 1), dtype=torch.int64)
+    mvals = torch.zeros(256, dtype=torch.int64)
+    for c, mv in results:
+        counts += c
+        mvals += mv
+    allowed = {0, 1} | ({ignore_index} if ignore_index is not None else set())
+    bad = [v for v in torch.nonzero(mvals).flatten().tolist() if v not in allowed]
+    if bad:
+        allowed_s = "{0, 1" + (f", {ignore_index}" if ignore_index is not None else "") + "}"
+        raise WSOLValueError(f"`masks` must only contain values in {allowed_s}, found {bad[:5]}")
+    counts = counts.view(n_codes, t + 1)
+    return counts[1].clone(), counts[0].clone()
+
+
 _CHUNK_PIXELS = 1 << 18
 
 
@@ -160,17 +336,23 @@ def _histogram_update(
     labels: torch.Tensor | int | None = None,
     normalize: bool = False,
     backend: str = "auto",
+    check_range: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Histogram of one batch. Returns ``(fg, bg)`` int64 ``(T + 1,)`` on ``cams.device``.
 
-    Only the values of uint8 / bool CPU masks are checked here (from the counts); call
-    :func:`_histogram_validate` for everything else. On the CPU the batch is processed in blocks of images of about
-    ``2**18`` pixels so that the intermediate maps stay in cache (each block is fully vectorised).
+    Only the values of uint8 / bool CPU masks (from the counts) and, with ``check_range``, the ``[0, 1]`` range of
+    maps that are not normalised are checked here; call :func:`_histogram_validate` for everything else.
     """
     t = num_thresholds
     if cams.ndim == 4:
         cams = cam_ops.select(cams, labels)
     masks = masks.to(cams.device)
+    if backend in ("auto", "cpu") and _fast_cpu(cams, masks, t, ignore_index):
+        return _cpu_histogram(cams, masks, t, ignore_index, normalize, check_range)
+    if check_range:
+        check_finite(cams, "cams")
+        if not normalize:
+            _check_unit_range(cams)
     use_triton = backend == "triton" or (backend == "auto" and cams.is_cuda)
     if use_triton and cams.dtype != torch.float64:
         from wsolkit.metrics import _triton
@@ -251,7 +433,7 @@ def localization_histogram(
         ([0, 0, 1, 0, 1], [1, 0, 0, 0, 0])
     """
     t = _histogram_validate(cams, masks, num_thresholds, ignore_index, labels) if validate_args else num_thresholds
-    return _histogram_update(cams, masks, t, ignore_index, labels, normalize)
+    return _histogram_update(cams, masks, t, ignore_index, labels, normalize, check_range=validate_args)
 
 
 class LocalizationHistogram(nn.Module):

@@ -13,14 +13,18 @@ Conventions (documented and tested):
   thresholds from ``τ = 1`` down to ``τ = 0`` where ``TP + FP > 0``, starting from recall 0 above the highest
   threshold (the protocol's code has an extra empty top bin that plays this role). No foreground pixel at all
   → NaN and a :class:`RuntimeWarning`.
-- TP*, FN*, FP*, TN* (survey eqs. 17-24): the normalised rates ``TP(τ)/P``, ``FN(τ)/P``, ``FP(τ)/N``,
-  ``TN(τ)/N`` integrated over ``τ`` with ``Σ_{l=1..T} rate(τ_l) · (τ_l − τ_{l−1})``, in percent, so
+- TP*, FN*, FP*, TN* (survey eqs. 17-24; keys ``tp_star`` ...): the normalised rates ``TP(τ)/P``, ``FN(τ)/P``,
+  ``FP(τ)/N``, ``TN(τ)/N`` integrated over ``τ`` with ``Σ_{l=1..T} rate(τ_l) · (τ_l − τ_{l−1})``, in percent, so
   ``TP* + FN* = 100`` and ``FP* + TN* = 100``. Rates over an empty class (``P = 0`` or ``N = 0``) are NaN.
 - Dice / IoU of the foreground and of the background per threshold; ``0 / 0`` (both sets empty) counts as 1.
   ``mIoU = (IoU_fg + IoU_bg) / 2``; the operating threshold is the first ``τ`` maximising mIoU — choose it on a
   validation set and apply it on test with ``threshold=``.
-- F1+ / F1− (MaxMin paper) at a fixed threshold (default 0.5): the foreground / background Dice of the pooled
-  pixel counts at that threshold (a threshold off the grid ``i / T`` is rounded up to the next grid point).
+- F1+ / F1− (MaxMin paper; keys ``f1_pos`` / ``f1_neg``) at a fixed threshold (default 0.5): the foreground /
+  background Dice of the pooled pixel counts at that threshold (a threshold off the grid ``i / T`` is rounded up to
+  the next grid point).
+
+Units and keys: every metric and every curve is in **percent** (thresholds ``τ`` are scores in ``[0, 1]``; counts
+are counts); keys are snake_case, and a curve has the name of the scalar it traces over ``τ``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import warnings
 import torch
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_number, check_tensor
+from wsolkit.metrics._base import MetricDict
+from wsolkit.metrics.histogram import _histogram_update, _histogram_validate
 
 __all__ = [
     "confusion_curves",
@@ -38,6 +44,7 @@ __all__ = [
     "confusion_areas",
     "overlap_curves",
     "threshold_index",
+    "histogram_metrics",
     "localization_metrics",
 ]
 
@@ -116,21 +123,21 @@ def confusion_areas(fg: torch.Tensor, bg: torch.Tensor) -> dict[str, float]:
 
     Example:
         >>> a = confusion_areas(torch.tensor([0, 0, 0, 0, 4]), torch.tensor([4, 0, 0, 0, 0]))
-        >>> a["tp*"], a["fn*"], a["fp*"], a["tn*"]
+        >>> a["tp_star"], a["fn_star"], a["fp_star"], a["tn_star"]
         (100.0, 0.0, 0.0, 100.0)
     """
     _counts_validate(fg, bg)
     return _confusion_areas_compute(confusion_curves(fg, bg))
 
 
-def _confusion_areas_compute(c: dict[str, torch.Tensor]) -> dict[str, float]:
+def _confusion_areas_compute(c: dict[str, torch.Tensor]) -> MetricDict:
     tau = c["tau"]
     dtau = tau.diff()  # τ_l − τ_{l−1}, l = 1..T
     pos = c["tp"][0] + c["fn"][0]
     neg = c["fp"][0] + c["tn"][0]
-    out = {}
+    out = MetricDict()
     for key, den in (("tp", pos), ("fn", pos), ("fp", neg), ("tn", neg)):
-        out[key + "*"] = float(100.0 * (_rate(c[key], den)[1:] * dtau).sum())
+        out[key + "_star"] = float(100.0 * (_rate(c[key], den)[1:] * dtau).sum())
     return out
 
 
@@ -140,15 +147,15 @@ def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def overlap_curves(fg: torch.Tensor, bg: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-threshold Dice and IoU of the foreground and the background, and their mean IoU (float64 curves).
+    """Per-threshold Dice and IoU of the foreground and the background, and their mean IoU (float64, percent).
 
     Example:
         >>> c = overlap_curves(torch.tensor([0, 0, 2]), torch.tensor([2, 0, 0]))
         >>> c["miou"].tolist()
-        [0.25, 1.0, 1.0]
+        [25.0, 100.0, 100.0]
     """
     _counts_validate(fg, bg)
-    return _overlap_compute(confusion_curves(fg, bg))
+    return {k: 100.0 * v for k, v in _overlap_compute(confusion_curves(fg, bg)).items()}
 
 
 def _overlap_compute(c: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -183,12 +190,12 @@ def threshold_index(threshold: float, num_thresholds: int) -> int:
 
 def _localization_compute(
     fg: torch.Tensor, bg: torch.Tensor, threshold: float | None = None, f1_threshold: float = 0.5
-) -> dict:
+) -> MetricDict:
     t = fg.shape[0] - 1
     c = confusion_curves(fg, bg)
     ov = _overlap_compute(c)
     n_pos = float(c["tp"][0])
-    out: dict = {"pxap": _pxap_compute(fg, bg)}
+    out = MetricDict(pxap=_pxap_compute(fg, bg))
     out.update(_confusion_areas_compute(c))
     best = int(torch.argmax(ov["miou"]))  # first maximum
     i = best if threshold is None else threshold_index(threshold, t)
@@ -206,16 +213,15 @@ def _localization_compute(
     )
     j = threshold_index(f1_threshold, t)
     out["f1_threshold"] = j / t
-    out["f1+"] = float(ov["dice_fg"][j] * 100)
-    out["f1-"] = float(ov["dice_bg"][j] * 100)
+    out["f1_pos"] = float(ov["dice_fg"][j] * 100)
+    out["f1_neg"] = float(ov["dice_bg"][j] * 100)
     out["n_fg"] = int(n_pos)
     out["n_bg"] = int(c["fp"][0])
     with torch.no_grad():
         prec = torch.where(c["tp"] + c["fp"] > 0, c["tp"] / (c["tp"] + c["fp"]).clamp_min(1), torch.ones_like(c["tp"]))
         rec = c["tp"] / n_pos if n_pos > 0 else torch.full_like(c["tp"], float("nan"))
     pos, neg = c["tp"][0] + c["fn"][0], c["fp"][0] + c["tn"][0]
-    out["curves"] = {
-        "tau": c["tau"],
+    curves = {
         "precision": prec,
         "recall": rec,
         "tp": _rate(c["tp"], pos),
@@ -224,12 +230,13 @@ def _localization_compute(
         "tn": _rate(c["tn"], neg),
         **ov,
     }
+    out["curves"] = {"tau": c["tau"], **{k: 100.0 * v for k, v in curves.items()}}
     return out
 
 
-def localization_metrics(
+def histogram_metrics(
     fg: torch.Tensor, bg: torch.Tensor, threshold: float | None = None, f1_threshold: float = 0.5
-) -> dict:
+) -> MetricDict:
     """Every pixel-level metric from the histograms: PxAP, TP*/FN*/FP*/TN*, Dice/IoU/mIoU, F1+/F1−, curves.
 
     Args:
@@ -240,13 +247,15 @@ def localization_metrics(
         f1_threshold: fixed threshold of F1+ / F1− (MaxMin paper: 0.5).
 
     Returns:
-        A dict of floats (percentages; thresholds in ``[0, 1]``) and ``"curves"``: float64 tensors of length
-        ``T + 1`` (``tau``, ``precision``, ``recall``, the rates ``tp/fn/fp/tn``, ``dice_fg/bg``, ``iou_fg/bg``,
-        ``miou``).
+        A dict of floats in percent (``pxap``, ``tp_star``, ``fn_star``, ``fp_star``, ``tn_star``, ``max_miou``,
+        ``miou``, ``iou_fg/bg``, ``dice_fg/bg``, ``f1_pos``, ``f1_neg``), thresholds in ``[0, 1]``
+        (``best_threshold``, ``threshold``, ``f1_threshold``), counts (``n_fg``, ``n_bg``) and ``"curves"``: float64
+        tensors of length ``T + 1`` in percent (``precision``, ``recall``, the rates ``tp/fn/fp/tn``,
+        ``dice_fg/bg``, ``iou_fg/bg``, ``miou``) beside ``tau``.
 
     Example:
-        >>> r = localization_metrics(torch.tensor([0, 1, 3]), torch.tensor([3, 1, 0]))
-        >>> round(r["pxap"], 4), r["best_threshold"], round(r["f1+"], 3)
+        >>> r = histogram_metrics(torch.tensor([0, 1, 3]), torch.tensor([3, 1, 0]))
+        >>> round(r["pxap"], 4), r["best_threshold"], round(r["f1_pos"], 3)
         (95.0, 0.5, 88.889)
     """
     t = _counts_validate(fg, bg)
@@ -254,3 +263,58 @@ def localization_metrics(
         threshold_index(threshold, t)
     threshold_index(f1_threshold, t)
     return _localization_compute(fg, bg, threshold, f1_threshold)
+
+
+def localization_metrics(
+    cams: torch.Tensor,
+    masks: torch.Tensor,
+    labels: torch.Tensor | int | None = None,
+    *,
+    num_thresholds: int = 1000,
+    ignore_index: int | None = 255,
+    normalize: bool = True,
+    threshold: float | None = None,
+    f1_threshold: float = 0.5,
+) -> MetricDict:
+    """Every pixel-level metric of a set of maps: the functional twin of :class:`~wsolkit.metrics.LocalizationMeter`.
+
+    Validates once, builds the fg / bg histograms once (:func:`~wsolkit.metrics.localization_histogram`) and
+    computes once (:func:`histogram_metrics`, whose keys it returns, plus ``n_images``). Calling it with two
+    integer histograms ``(fg, bg)`` (the previous release's form) is deprecated: use :func:`histogram_metrics`.
+
+    Args:
+        cams: raw maps (``normalize=True``: select → upsample → per-image min-max) or maps in ``[0, 1]``.
+        masks: ground truth with values 0, 1 and ``ignore_index``.
+        labels: target class per image when ``cams`` has ``C > 1`` maps.
+        num_thresholds: T.
+        ignore_index: mask value of pixels left out.
+        normalize: the protocol's per-image min-max normalisation.
+        threshold: operating threshold of Dice/IoU/mIoU (``None``: the best one).
+        f1_threshold: threshold of F1+ / F1−.
+
+    Shape:
+        - cams: :math:`(B, h, w)`, :math:`(B, H, W)` or :math:`(B, C, h, w)`
+        - masks: :math:`(B, H, W)`
+
+    Example:
+        >>> masks = torch.zeros(1, 8, 8, dtype=torch.uint8); masks[0, 2:6, 2:6] = 1
+        >>> r = localization_metrics(masks.float()[:, ::2, ::2] * 5.0, masks, num_thresholds=10)
+        >>> r["pxap"] > 50, r["n_images"]
+        (True, 1)
+    """
+    if (
+        isinstance(cams, torch.Tensor) and isinstance(masks, torch.Tensor) and cams.ndim == 1 and masks.ndim == 1
+        and not cams.is_floating_point()
+    ):
+        warnings.warn("`localization_metrics(fg, bg)` is deprecated: use `histogram_metrics(fg, bg)`",
+                      DeprecationWarning, stacklevel=2)
+        thr = labels if isinstance(labels, float) or labels is None else threshold
+        return histogram_metrics(cams, masks, thr, f1_threshold)
+    t = _histogram_validate(cams, masks, num_thresholds, ignore_index, labels)
+    if threshold is not None:
+        threshold_index(threshold, t)
+    threshold_index(f1_threshold, t)
+    fg, bg = _histogram_update(cams, masks, t, ignore_index, labels, normalize, check_range=True)
+    out = _localization_compute(fg, bg, threshold, f1_threshold)
+    out["n_images"] = int(cams.shape[0])
+    return out
