@@ -30,7 +30,7 @@ from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import LocalizationMeter
 from wsolkit.training import fit, standardize
 
-KEYS = ("accuracy", "pxap", "tp*", "fn*", "fp*", "tn*", "f1+", "f1-")
+KEYS = ("accuracy", "pxap", "tp_star", "fn_star", "fp_star", "tn_star", "f1_pos", "f1_neg")
 # per-method options of the table (the methods' defaults otherwise); TS-CAM needs a transformer backbone
 VIT = "test_vit"
 

@@ -20,7 +20,7 @@ import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.cams import postprocess
 from wsolkit.data import SyntheticHistology
-from wsolkit.metrics.pxap import binned_counts, pxap_from_counts
+from wsolkit.metrics import localization_histogram, pxap_from_histogram
 from wsolkit.training import evaluate, fit, standardize
 
 TITLES = {
@@ -32,7 +32,7 @@ TITLES = {
 
 
 def confusion_star(fg: torch.Tensor, bg: torch.Tensor) -> dict[str, float]:
-    """TP*, FN*, FP*, TN* (survey eqs. 21-24) from per-bin counts of ``binned_counts`` (thresholds i / T)."""
+    """TP*, FN*, FP*, TN* (survey eqs. 21-24) from per-bin counts of ``localization_histogram`` (thresholds i / T)."""
     t = fg.numel() - 1
     tp = fg.flip(0).cumsum(0).flip(0).double() / max(int(fg.sum()), 1)  # TP(τ_i): share of fg with s >= i / T
     fp = bg.flip(0).cumsum(0).flip(0).double() / max(int(bg.sum()), 1)
@@ -86,16 +86,16 @@ def main(argv: list[str] | None = None) -> None:
     names = ["cam", "gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam", "scorecam", "sscam", "iscam",
              "ablationcam"]
     results = explain_all(model, images, labels, names, kwargs, batch=8)
-    ones_fg, ones_bg = binned_counts(torch.zeros_like(masks, dtype=torch.float), masks)
-    base = pxap_from_counts(ones_fg, ones_bg)
+    ones_fg, ones_bg = localization_histogram(torch.zeros_like(masks, dtype=torch.float), masks)
+    base = pxap_from_histogram(ones_fg, ones_bg)
     acc = evaluate(logits, results["gradcam"][0], labels, masks)["accuracy"]
     print(f"{a.kind}: {len(images)} test images with ROI, classifier accuracy {acc:.1f}%")
     print(f"{'Top-down WSOL':18s} {'PxAP':>6s} {'x base':>6s} {'TP*':>6s} {'FN*':>6s} {'FP*':>6s} {'TN*':>6s} "
           f"{'time':>7s}")
     print(f"{'all-ones baseline':18s} {base:6.1f} {1.0:6.2f} {100:6.1f} {0:6.1f} {100:6.1f} {0:6.1f}")
     for name, (maps, secs) in results.items():
-        fg, bg = binned_counts(maps, masks)
-        ap = pxap_from_counts(fg, bg)
+        fg, bg = localization_histogram(maps, masks)
+        ap = pxap_from_histogram(fg, bg)
         c = confusion_star(fg, bg)
         print(f"{TITLES[name]:18s} {ap:6.1f} {ap / base:6.2f} {c['TP*']:6.1f} {c['FN*']:6.1f} {c['FP*']:6.1f} "
               f"{c['TN*']:6.1f} {secs:6.1f}s")

@@ -25,7 +25,7 @@ import torch
 
 import wsolkit
 from wsolkit.data import SyntheticHistology
-from wsolkit.metrics.pxap import binned_counts
+from wsolkit.metrics import localization_histogram
 from wsolkit.training import evaluate, fit, predict_maps
 
 HEADS = ["gap", "max", "lse", "wildcat", "prm", "deepmil"]
@@ -44,7 +44,7 @@ def confusion_star(maps: torch.Tensor, masks: torch.Tensor, num_thresholds: int 
     ``TP(τ_l)`` is the fraction of foreground pixels with ``s >= τ_l``; the marginal is
     ``100 Σ_{l=1..T} TP(τ_l) (τ_l − τ_{l−1})`` with ``τ_l = l / T`` (FN = 1 − TP, TN = 1 − FP).
     """
-    fg, bg = binned_counts(maps, masks, num_thresholds)
+    fg, bg = localization_histogram(maps, masks, num_thresholds)
     # fraction of pixels with s >= tau_l, for l = 0..T: reversed cumulative sums
     tp = fg.flip(0).cumsum(0).flip(0).double() / max(int(fg.sum()), 1)
     fp = bg.flip(0).cumsum(0).flip(0).double() / max(int(bg.sum()), 1)

@@ -98,11 +98,11 @@ def main() -> None:
         base = LocalizationMeter()
         base.update(torch.zeros_like(maps[keep]), mt[keep])
         print(f"[{crit}] checkpoint {best['epoch']}: test accuracy {cls.compute()['accuracy']:.1f}%  "
-              f"PxAP {res['pxap']:.2f} (all-ones {base.compute()['pxap']:.2f})  TP* {res['tp*']:.1f} "
-              f"FN* {res['fn*']:.1f} FP* {res['fp*']:.1f} TN* {res['tn*']:.1f}  mIoU@{res['threshold']:.3f} "
-              f"{res['miou']:.1f}  F1+ {res['f1+']:.1f} F1- {res['f1-']:.1f}  MaxBoxAccV2 {bres['maxboxacc_v2']:.1f}")
+              f"PxAP {res['pxap']:.2f} (all-ones {base.compute()['pxap']:.2f})  TP* {res['tp_star']:.1f} "
+              f"FN* {res['fn_star']:.1f} FP* {res['fp_star']:.1f} TN* {res['tn_star']:.1f}  "
+              f"mIoU@{res['threshold']:.3f} {res['miou']:.1f}  F1+ {res['f1_pos']:.1f} F1- {res['f1_neg']:.1f}  MaxBoxAccV2 {bres['maxboxacc_v2']:.1f}")
         try:
-            from wsolkit.viz_curves import plot_threshold_curves
+            from wsolkit.viz import plot_threshold_curves
 
             fig = plot_threshold_curves(res, title=f"{args.kind} {crit}: PxAP {res['pxap']:.1f}")
             fig.savefig(out / f"curves_{crit}.png", dpi=100)

@@ -32,7 +32,7 @@ import torch.nn as nn
 from wsolkit import cams as cam_ops
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_int
 from wsolkit.data.preprocessing import IMAGENET, preprocessing
-from wsolkit.metrics.pxap import binned_counts, pxap_from_counts
+from wsolkit.metrics import localization_histogram, pxap_from_histogram
 from wsolkit.output import LossOutput
 
 __all__ = ["training_steps", "fit", "evaluate", "predict_maps", "save_checkpoint", "load_checkpoint", "load_method",
@@ -233,9 +233,10 @@ def _evaluate_tensors(logits: torch.Tensor, maps: torch.Tensor, labels: torch.Te
                       roi_only: bool = True) -> dict[str, float]:
     acc = 100.0 * float((logits.argmax(1) == labels).float().mean())
     keep = (masks == 1).flatten(1).any(1) if roi_only else torch.ones(len(masks), dtype=torch.bool)
-    fg, bg = binned_counts(maps[keep], masks[keep])
-    ones_fg, ones_bg = binned_counts(torch.zeros_like(maps[keep]), masks[keep])
-    return {"accuracy": acc, "pxap": pxap_from_counts(fg, bg), "pxap_baseline": pxap_from_counts(ones_fg, ones_bg),
+    fg, bg = localization_histogram(maps[keep], masks[keep])
+    ones_fg, ones_bg = localization_histogram(torch.zeros_like(maps[keep]), masks[keep])
+    return {"accuracy": acc, "pxap": pxap_from_histogram(fg, bg),
+            "pxap_baseline": pxap_from_histogram(ones_fg, ones_bg),
             "n_loc": int(keep.sum())}
 
 

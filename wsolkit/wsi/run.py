@@ -120,13 +120,12 @@ def run_slides(
         if progress is not None:
             msg = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             progress(f"[rank {rank}/{world}] slide {i + 1}/{len(jobs)}: {msg}")
-    total = dataset.sync()
     if world > 1:
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, rows)
         rows = [r for part in gathered for r in part]
     all_rows = [r for _, r in sorted(rows, key=lambda t: t[0])]
-    res = total.compute() if int(total._state["n_images"]) else {}
+    res = dataset.compute() if int(dataset.n_images) or world > 1 else {}  # compute() is global under DDP
     summary = {k: float(res[k]) for k in SUMMARY_KEYS if k in res}
     if rank == 0:
         write_metrics_csv(out / "slides.csv", all_rows)
@@ -138,4 +137,4 @@ def run_slides(
                                    summary.get("pxap"))
             except ImportError:  # pragma: no cover - matplotlib is optional
                 pass
-    return {"slides": all_rows, "dataset": summary, "world_size": world, "meter": total}
+    return {"slides": all_rows, "dataset": summary, "world_size": world, "meter": dataset}

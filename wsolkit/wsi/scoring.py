@@ -24,7 +24,7 @@ from wsolkit.wsi.annotations import Annotations, read_annotations
 __all__ = ["slide_meter", "slide_metrics", "SUMMARY_KEYS", "write_metrics_csv", "plot_slide_metrics"]
 
 #: scalar metrics reported per slide (percent, as the meter's compute; Dice / IoU at the mIoU-best threshold)
-SUMMARY_KEYS = ("pxap", "tp*", "fn*", "fp*", "tn*", "dice_fg", "iou_fg", "miou", "best_threshold")
+SUMMARY_KEYS = ("pxap", "tp_star", "fn_star", "fp_star", "tn_star", "dice_fg", "iou_fg", "miou", "best_threshold")
 
 
 def _mask_source(annotation: Any, hm: Any, slide_dims: tuple[int, int] | None) -> Any:
