@@ -100,7 +100,8 @@ def main() -> None:
         print(f"[{crit}] checkpoint {best['epoch']}: test accuracy {cls.compute()['accuracy']:.1f}%  "
               f"PxAP {res['pxap']:.2f} (all-ones {base.compute()['pxap']:.2f})  TP* {res['tp_star']:.1f} "
               f"FN* {res['fn_star']:.1f} FP* {res['fp_star']:.1f} TN* {res['tn_star']:.1f}  "
-              f"mIoU@{res['threshold']:.3f} {res['miou']:.1f}  F1+ {res['f1_pos']:.1f} F1- {res['f1_neg']:.1f}  MaxBoxAccV2 {bres['maxboxacc_v2']:.1f}")
+              f"mIoU@{res['threshold']:.3f} {res['miou']:.1f}  F1+ {res['f1_pos']:.1f} F1- {res['f1_neg']:.1f}  "
+              f"MaxBoxAccV2 {bres['maxboxacc_v2']:.1f}")
         try:
             from wsolkit.viz import plot_threshold_curves
 
