@@ -67,8 +67,9 @@ class TSCAM(WSOLMethod):
     The patch tokens of the last layer (after the final norm) are reshaped to a ``(B, D, h, w)`` grid; a 3×3
     convolution gives one semantic map per class and GAP gives the logits (trained with cross-entropy). The
     semantic-agnostic attention map is the class token's attention to each patch, averaged over heads and layers.
-    CAM = semantic map × attention map (raw evidence, at the patch grid: ``H/p × W/p``). Attention is recomputed from each block's ``attn.qkv`` output through
-    temporary forward hooks, so timm's fused attention stays on; the hooks are removed after every forward.
+    CAM = semantic map × attention map (raw evidence, at the patch grid: ``H/p × W/p``). Attention is recomputed
+    from each block's ``attn.qkv`` output through temporary forward hooks, so timm's fused attention stays on;
+    the hooks are removed after every forward.
 
     Args:
         vit: a timm ``VisionTransformer`` (its own classifier head is not used).
