@@ -64,7 +64,10 @@ def test_head_branch_b_sees_label_erased_features():
         hi = t.amax((-2, -1), keepdim=True)
         return (t - lo) / (hi - lo)
 
-    assert torch.allclose(out.cams.double(), torch.maximum(norm(cams_a), norm(cams_b)), atol=1e-6)
+    # cams: raw maximum of the branch maps; aux["fused"]: the authors' max of per-map normalised maps
+    assert torch.allclose(out.cams, torch.maximum(cams_a, cams_b), atol=1e-6)
+    assert torch.allclose(out.aux["fused"].double(), torch.maximum(norm(cams_a), norm(cams_b)), atol=1e-6)
+    assert not out.aux["fused"].requires_grad and out.cams.requires_grad
 
 
 def test_head_eval_uses_prediction():
@@ -81,12 +84,36 @@ def test_loss_and_gradient_path():
     head = head.double()
     y = torch.tensor([0, 1, 2, 1])
     out = head(f, labels=y)
-    ref = F.cross_entropy(out.logits, y) + F.cross_entropy(out.aux["logits_b"], y)
-    assert torch.allclose(acol_loss(out, y), ref)
+    logp_a = out.logits - torch.logsumexp(out.logits, 1, keepdim=True)
+    logp_b = out.aux["logits_b"] - torch.logsumexp(out.aux["logits_b"], 1, keepdim=True)
+    ce_a, ce_b = -logp_a[torch.arange(4), y].mean(), -logp_b[torch.arange(4), y].mean()
+    step = acol_loss(out, y)
+    assert torch.allclose(step.total, ce_a + ce_b)
+    assert torch.allclose(step.terms["ce_a"], ce_a) and torch.allclose(step.terms["ce_b"], ce_b)
+    assert not any(t.requires_grad for t in step.terms.values())
+    assert torch.allclose(head.loss(out, y).total, step.total)
     # the erasing map is detached: the loss of B sends no gradient to branch A
     F.cross_entropy(out.aux["logits_b"], y).backward()
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in head.branch_a.parameters())
     assert head.branch_b[0].weight.grad.abs().max() > 0
+
+
+def test_model_passes_labels_to_the_head_and_uses_its_loss():
+    import wsolkit
+    from wsolkit.backbones import create_backbone
+
+    torch.manual_seed(0)
+    m = wsolkit.create_method("acol", 3, backbone=create_backbone("smallcnn", output_stride=8, width=4),
+                              mid_channels=8, delta=0.6)
+    assert m.head.uses_labels
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 1])
+    out = m(x, y)
+    direct = m.head(m.backbone(x), labels=y)
+    assert torch.equal(out.aux["erased"], direct.aux["erased"])
+    pred = m(x).logits.argmax(1)
+    assert torch.equal(m(x).aux["erased"], m.head(m.backbone(x), labels=pred).aux["erased"])
+    (step,) = list(m.training_steps(x, y))
+    assert torch.allclose(step.total, acol_loss(m(x, y), y).total)
 
 
 def test_registry_and_repr():

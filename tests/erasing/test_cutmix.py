@@ -54,10 +54,14 @@ def test_loss_matches_float64_reference():
     lam = 0.37
     logp = logits - torch.logsumexp(logits, 1, keepdim=True)
     ref = -(lam * logp[torch.arange(5), a] + (1 - lam) * logp[torch.arange(5), b]).mean()
-    assert torch.allclose(cutmix_loss(logits, a, b, lam), ref)
+    step = cutmix_loss(logits, a, b, lam)
+    assert torch.allclose(step.total, ref)
+    assert torch.allclose(step.terms["ce_a"], -logp[torch.arange(5), a].mean())
+    assert torch.allclose(step.terms["ce_b"], -logp[torch.arange(5), b].mean())
+    assert float(step.terms["lam"]) == pytest.approx(lam)
     out = WSOLOutput(logits, torch.zeros(5, 3, 2, 2, dtype=torch.float64), {})
-    assert torch.allclose(cutmix_loss(out, a, b, lam), ref)
-    assert torch.allclose(cutmix_loss(logits, a, b, 1.0), F.cross_entropy(logits, a))
+    assert torch.allclose(cutmix_loss(out, a, b, lam).total, ref)
+    assert torch.allclose(cutmix_loss(logits, a, b, 1.0).total, F.cross_entropy(logits, a))
 
 
 def test_identity_and_reproducibility():
@@ -94,4 +98,4 @@ def test_bad_inputs():
         cutmix(x[0], y)
     with pytest.raises(WSOLValueError, match="lam"):
         cutmix_loss(torch.randn(4, 2), y, y, 1.2)
-    assert math.isfinite(cutmix_loss(torch.randn(4, 2), y, y, 0.5).item())
+    assert math.isfinite(cutmix_loss(torch.randn(4, 2), y, y, 0.5).total.item())

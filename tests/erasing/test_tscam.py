@@ -95,10 +95,28 @@ def test_bad_inputs():
         TSCAM(_vit(), 2)(torch.randn(3, 32, 32))
 
 
-def test_create_tscam_rejects_non_vit():
-    from wsolkit.erasing import create_tscam
+def test_create_method_builds_tscam_and_rejects_non_vit():
+    import wsolkit
 
+    m = wsolkit.create_method("tscam", 2, backbone="test_vit", backbone_options={"img_size": 32})
+    assert isinstance(m, TSCAM) and isinstance(m, wsolkit.WSOLMethod)
+    out = m.eval()(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
+    assert out.cams.shape[:2] == (2, 2)
+    vit = _vit()
+    assert wsolkit.create_method("tscam", 2, backbone=vit).vit is vit
     with pytest.raises(WSOLTypeError, match="VisionTransformer"):
-        create_tscam("resnet18", 2)
+        wsolkit.create_method("tscam", 2, backbone="test_resnet")
     with pytest.raises(WSOLValueError, match="timm model"):
-        create_tscam("not_a_model_xyz", 2)
+        wsolkit.create_method("tscam", 2, backbone="not_a_model_xyz")
+    with pytest.raises(WSOLValueError, match="backbone_options"):
+        wsolkit.create_method("tscam", 2, backbone=vit, backbone_options={"img_size": 32})
+
+
+def test_default_backbone_is_deit_small():
+    import wsolkit
+    from wsolkit.erasing import TSCAM_DEFAULT_BACKBONE
+
+    # create_method's generic default ("resnet18") is replaced by the paper's DeiT-S/16; depth 1 keeps it small
+    m = wsolkit.create_method("tscam", 2, backbone_options={"depth": 1, "img_size": 32})
+    assert TSCAM_DEFAULT_BACKBONE == "deit_small_patch16_224"
+    assert m.embed_dim == 384 and m.vit.patch_embed.patch_size == (16, 16)

@@ -11,7 +11,7 @@ from wsolkit._checks import ShapeError, WSOLTypeError, check_floating, check_int
 from wsolkit.erasing._common import branch
 from wsolkit.heads._base import check_features
 from wsolkit.heads._registry import register_head
-from wsolkit.output import WSOLOutput
+from wsolkit.output import LossOutput, WSOLOutput
 
 __all__ = ["acol_erase", "ACoL", "acol_loss"]
 
@@ -60,9 +60,16 @@ class ACoL(nn.Module):
     """ACoL head: classifier A on the features, classifier B on the features erased where A's map is high.
 
     Each branch is conv3×3-ReLU-conv3×3-ReLU-conv1×1 to ``C`` class maps with GAP logits. Branch B sees the
-    features erased by :func:`acol_erase` with the detached map of A for the target class (the label when given,
-    else A's prediction — the protocol at evaluation). Loss: ``CE(A) + CE(B)`` (:func:`acol_loss`). CAM: the
-    element-wise maximum of the per-map min-max normalised class maps of A and B (so ``cams`` lie in ``[0, 1]``).
+    features erased by :func:`acol_erase` with the detached map of A for the target class: the label when given
+    (``uses_labels``: :class:`~wsolkit.models.WSOLModel` passes the labels to the head), else A's prediction. The
+    objective is ``CE(A) + CE(B)`` (:meth:`loss`).
+
+    ``cams`` (raw evidence) are the element-wise maximum of the two branches' raw class maps, ``max(M_A, M_B)``:
+    both are trained through GAP + cross-entropy on the same logit scale, so their maximum is the evidence of the
+    stronger branch at each location. The authors' localisation map (``xiaomengyc/ACoL``,
+    ``get_localization_maps``) is the maximum of the per-map min-max normalised maps, ``max(norm(M_A),
+    norm(M_B))``, in ``[0, 1]``: it is in ``aux["fused"]``, next to the per-branch maps ``aux["cams_a"]``,
+    ``aux["cams_b"]``.
 
     Args:
         in_channels: feature channels K.
@@ -73,14 +80,21 @@ class ACoL(nn.Module):
     Shape:
         - input: :math:`(B, K, h, w)`; labels :math:`(B,)` (optional)
         - logits: :math:`(B, C)` (branch A); cams: :math:`(B, C, h, w)`;
-          aux: ``logits_b`` :math:`(B, C)`, ``cams_a``, ``cams_b`` :math:`(B, C, h, w)`, ``erased`` :math:`(B, h, w)`
+          aux: ``logits_b`` :math:`(B, C)`, ``cams_a``, ``cams_b``, ``fused`` :math:`(B, C, h, w)`,
+          ``erased`` :math:`(B, h, w)` (bool)
 
     Example:
         >>> head = ACoL(in_channels=8, num_classes=3, mid_channels=16)
-        >>> out = head(torch.randn(2, 8, 6, 6), labels=torch.tensor([0, 2]))
+        >>> y = torch.tensor([0, 2])
+        >>> out = head(torch.randn(2, 8, 6, 6), labels=y)
         >>> out.logits.shape, out.cams.shape, out.aux["logits_b"].shape
         (torch.Size([2, 3]), torch.Size([2, 3, 6, 6]), torch.Size([2, 3]))
+        >>> sorted(head.loss(out, y).terms)
+        ['ce_a', 'ce_b']
     """
+
+    #: the target class of the erasing is the label at training time
+    uses_labels = True
 
     def __init__(self, in_channels: int, num_classes: int, delta: float = 0.7, mid_channels: int | None = 1024):
         super().__init__()
@@ -104,8 +118,14 @@ class ACoL(nn.Module):
         erased, region = acol_erase(features, cam_ops.select(cams_a, target), self.delta)
         cams_b = self.branch_b(erased)
         logits_b = cams_b.mean(dim=(-2, -1))
-        cams = torch.maximum(cam_ops.normalize(cams_a), cam_ops.normalize(cams_b))
-        return WSOLOutput(logits_a, cams, {"logits_b": logits_b, "cams_a": cams_a, "cams_b": cams_b, "erased": region})
+        cams = torch.maximum(cams_a, cams_b)
+        fused = torch.maximum(cam_ops.normalize(cams_a.detach()), cam_ops.normalize(cams_b.detach()))
+        aux = {"logits_b": logits_b, "cams_a": cams_a, "cams_b": cams_b, "fused": fused, "erased": region}
+        return WSOLOutput(logits_a, cams, aux)
+
+    def loss(self, output: WSOLOutput, labels: torch.Tensor) -> LossOutput:
+        """``CE(s_A, y) + CE(s_B, y)`` (:func:`acol_loss`)."""
+        return acol_loss(output, labels)
 
     def extra_repr(self) -> str:
         return (
@@ -114,7 +134,7 @@ class ACoL(nn.Module):
         )
 
 
-def acol_loss(output: WSOLOutput, labels: torch.Tensor) -> torch.Tensor:
+def acol_loss(output: WSOLOutput, labels: torch.Tensor) -> LossOutput:
     """ACoL loss ``CE(s_A, y) + CE(s_B, y)``.
 
     Args:
@@ -122,14 +142,17 @@ def acol_loss(output: WSOLOutput, labels: torch.Tensor) -> torch.Tensor:
         labels: class indices ``(B,)``.
 
     Returns:
-        Scalar loss.
+        ``LossOutput(total, {"ce_a", "ce_b"})``.
 
     Example:
         >>> head = ACoL(4, 2, mid_channels=None)
         >>> y = torch.tensor([0, 1])
-        >>> acol_loss(head(torch.randn(2, 4, 3, 3), y), y).ndim
+        >>> acol_loss(head(torch.randn(2, 4, 3, 3), y), y).total.ndim
         0
     """
     if not isinstance(output, WSOLOutput) or "logits_b" not in output.aux:
         raise WSOLTypeError("`output` must be the WSOLOutput of an ACoL head (with aux['logits_b'])")
-    return F.cross_entropy(output.logits, labels) + F.cross_entropy(output.aux["logits_b"], labels)
+    check_labels(labels, "labels", output.logits.shape[0], output.logits.shape[1])
+    ce_a = F.cross_entropy(output.logits, labels)
+    ce_b = F.cross_entropy(output.aux["logits_b"], labels)
+    return LossOutput(ce_a + ce_b, {"ce_a": ce_a.detach(), "ce_b": ce_b.detach()})

@@ -19,7 +19,7 @@ from wsolkit._checks import (
     check_number,
     check_probability,
 )
-from wsolkit.output import WSOLOutput
+from wsolkit.output import LossOutput, WSOLOutput
 
 __all__ = ["CutMixBatch", "cutmix_box", "cutmix", "cutmix_loss", "CutMix"]
 
@@ -143,7 +143,7 @@ def cutmix(
 
 def cutmix_loss(
     output: WSOLOutput | torch.Tensor, labels_a: torch.Tensor, labels_b: torch.Tensor, lam: float
-) -> torch.Tensor:
+) -> LossOutput:
     """CutMix loss ``λ·CE(s, y_a) + (1 - λ)·CE(s, y_b)``.
 
     Args:
@@ -153,18 +153,20 @@ def cutmix_loss(
         lam: visible fraction of the receiving images (from :func:`cutmix`).
 
     Returns:
-        Scalar loss.
+        ``LossOutput(total, {"ce_a", "ce_b", "lam"})`` (``ce_a`` / ``ce_b`` unweighted).
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0]])
         >>> a, b = torch.tensor([0]), torch.tensor([1])
-        >>> bool(torch.isclose(cutmix_loss(logits, a, b, 1.0), F.cross_entropy(logits, a)))
+        >>> bool(torch.isclose(cutmix_loss(logits, a, b, 1.0).total, F.cross_entropy(logits, a)))
         True
     """
     logits = output.logits if isinstance(output, WSOLOutput) else output
     check_ndim(logits, "logits", 2, "(B, C)")
     lam = check_probability(lam, "lam")
-    return lam * F.cross_entropy(logits, labels_a) + (1.0 - lam) * F.cross_entropy(logits, labels_b)
+    ce_a, ce_b = F.cross_entropy(logits, labels_a), F.cross_entropy(logits, labels_b)
+    total = lam * ce_a + (1.0 - lam) * ce_b
+    return LossOutput(total, {"ce_a": ce_a.detach(), "ce_b": ce_b.detach(), "lam": total.new_tensor(lam)})
 
 
 class CutMix(nn.Module):

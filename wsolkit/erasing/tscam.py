@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import torch
 import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_floating, check_int, check_ndim
+from wsolkit.method import WSOLMethod
 from wsolkit.output import WSOLOutput
 
-__all__ = ["class_token_attention", "TSCAM", "create_tscam"]
+__all__ = ["class_token_attention", "TSCAM", "TSCAM_DEFAULT_BACKBONE", "create_tscam"]
 
 
 def _check_vit(vit: nn.Module) -> None:
@@ -57,14 +61,15 @@ def class_token_attention(attn: nn.Module, qkv_out: torch.Tensor) -> torch.Tenso
     return logits.softmax(dim=-1)[:, :, 0]
 
 
-class TSCAM(nn.Module):
+class TSCAM(WSOLMethod):
     """TS-CAM on a timm ViT / DeiT: semantic maps from the patch tokens × class-token attention.
 
     The patch tokens of the last layer (after the final norm) are reshaped to a ``(B, D, h, w)`` grid; a 3×3
     convolution gives one semantic map per class and GAP gives the logits (trained with cross-entropy). The
     semantic-agnostic attention map is the class token's attention to each patch, averaged over heads and layers.
-    CAM = semantic map × attention map. Attention is recomputed from each block's ``attn.qkv`` output through
-    temporary forward hooks, so timm's fused attention stays on; the hooks are removed after every forward.
+    CAM = semantic map × attention map (raw evidence, at the patch grid: ``H/p × W/p``). Attention is recomputed
+    from each block's ``attn.qkv`` output through temporary forward hooks, so timm's fused attention stays on;
+    the hooks are removed after every forward.
 
     Args:
         vit: a timm ``VisionTransformer`` (its own classifier head is not used).
@@ -101,7 +106,7 @@ class TSCAM(nn.Module):
             h, w = self.vit.patch_embed.grid_size
         return h, w
 
-    def forward(self, x: torch.Tensor) -> WSOLOutput:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> WSOLOutput:
         check_ndim(x, "x", 4, "(B, 3, H, W)")
         check_floating(x, "x")
         rows: list[torch.Tensor] = []
@@ -135,23 +140,52 @@ class TSCAM(nn.Module):
         return f"num_classes={self.num_classes}, embed_dim={self.embed_dim}"
 
 
-def create_tscam(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> TSCAM:
-    """Build :class:`TSCAM` on a timm ViT / DeiT by name (e.g. ``"deit_tiny_patch16_224"``).
+#: timm model of the paper's main setting (DeiT-S, 16×16 patches)
+TSCAM_DEFAULT_BACKBONE = "deit_small_patch16_224"
+
+
+def _from_name(
+    name: str = TSCAM_DEFAULT_BACKBONE, num_classes: int = 2, pretrained: bool = False, **kwargs: Any
+) -> TSCAM:
+    """Build :class:`TSCAM` on a timm ViT / DeiT given by name (what ``create_method("tscam", ...)`` calls).
 
     Args:
-        name: timm model name of a VisionTransformer.
+        name: timm model name of a VisionTransformer (``"deit_small_patch16_224"`` in the paper).
         num_classes: classes C.
         pretrained: load timm's ImageNet weights (network or local cache).
-        **kwargs: passed to ``timm.create_model`` (e.g. ``img_size``).
+        **kwargs: passed to ``timm.create_model`` (e.g. ``img_size``, ``depth``).
+
+    Raises:
+        WSOLValueError: ``name`` is not a timm model.
+        WSOLTypeError: the model is not a ViT with a class token.
 
     Example:
-        >>> model = create_tscam("deit_tiny_patch16_224", num_classes=2, img_size=64, depth=2)
-        >>> model(torch.zeros(1, 3, 64, 64)).cams.shape
-        torch.Size([1, 2, 4, 4])
+        >>> _from_name("test_vit", num_classes=2, img_size=32)(torch.zeros(1, 3, 32, 32)).cams.shape[:2]
+        torch.Size([1, 2])
     """
     import timm
 
     if not isinstance(name, str) or not timm.is_model(name):
-        raise WSOLValueError(f"`name`={name!r} is not a timm model")
+        raise WSOLValueError(f"`backbone`={name!r} is not a timm model; TS-CAM needs a timm ViT / DeiT name")
     vit = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
     return TSCAM(vit, num_classes)
+
+
+def create_tscam(name: str, num_classes: int, pretrained: bool = False, **kwargs: Any) -> TSCAM:
+    """Deprecated: use ``wsolkit.create_method("tscam", num_classes, backbone=name, backbone_options=kwargs)``.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     model = create_tscam("test_vit", num_classes=2, img_size=32)
+        >>> type(model).__name__
+        'TSCAM'
+    """
+    warnings.warn(
+        "create_tscam is deprecated; use wsolkit.create_method('tscam', num_classes, backbone=name, "
+        "backbone_options={...})",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _from_name(name, num_classes, pretrained, **kwargs)
