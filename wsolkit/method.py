@@ -111,8 +111,8 @@ def register_method(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a method factory under ``name``.
 
-    The factory is called as ``factory(num_classes, backbone=..., pretrained=..., **options)`` (``needs=
-    "backbone"``) or ``factory(num_classes, classifier=..., **options)`` (``needs="classifier"``) and returns an
+    The factory is called as ``factory(num_classes, pretrained=..., **options)`` with ``backbone=`` among the options
+    when the caller gave one (``needs="backbone"``; the factory's own default applies otherwise) or ``factory(num_classes, classifier=..., **options)`` (``needs="classifier"``) and returns an
     ``nn.Module`` following the protocol (usually a :class:`WSOLMethod`). A class works as a factory.
 
     Args:
@@ -165,7 +165,7 @@ def create_method(
     name: str,
     num_classes: int | None = None,
     *,
-    backbone: str | nn.Module = "resnet18",
+    backbone: str | nn.Module | None = None,
     classifier: nn.Module | str | None = None,
     pretrained: bool = False,
     **options: Any,
@@ -177,8 +177,9 @@ def create_method(
             close matches).
         num_classes: classes K. Required for methods trained from a backbone; for methods over a classifier it is
             read from the classifier when ``None``.
-        backbone: for bottom-up methods: a name of :func:`wsolkit.list_backbones` or a feature-extractor module
-            with ``out_channels``.
+        backbone: for methods trained from a backbone: a name of :func:`wsolkit.list_backbones` or a
+            feature-extractor module with ``out_channels``; ``None`` takes the method's default (``"resnet18"`` for
+            the CNN methods, DeiT-S/16 for ``tscam``).
         classifier: for methods over a trained model (``cam``, explainers, ``fcam``, ``negev``): a timm /
             torchvision model, a :class:`~wsolkit.models.WSOLModel`, a Hugging Face image classifier (output with
             ``.logits``), or a timm name (``"timm:resnet18"``) / torchvision name (``"tv:resnet18"``).
@@ -213,8 +214,10 @@ def create_method(
             )
         if num_classes is None:
             raise WSOLValueError(f"method {entry.name!r} needs `num_classes` (it trains a new classifier)")
-        method = entry.obj(num_classes, backbone=backbone, pretrained=pretrained, **options)
-        recorded = {"backbone": backbone} if isinstance(backbone, str) else {}
+        if backbone is not None:
+            options = {"backbone": backbone, **options}
+        method = entry.obj(num_classes, pretrained=pretrained, **options)
+        recorded = {}
     # what a checkpoint needs to rebuild the method (wsolkit.training.load_method): its name and the options that
     # are plain data (modules given as arguments cannot be recorded and must be passed again)
     method.method_name = entry.name

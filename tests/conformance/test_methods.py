@@ -30,6 +30,8 @@ TINY_OPTIONS: dict[str, dict] = {
     "iscam": {"n_samples": 2},
     "smoothgradcam++": {"n_samples": 2},
     "maxmin": {"u": 2},
+    "acol": {"mid_channels": 16},
+    "spg": {"mid_channels": 16},
 }
 
 

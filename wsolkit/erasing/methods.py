@@ -205,10 +205,6 @@ def _cutmix(num_classes: int, backbone: str | nn.Module = "resnet18", pretrained
     return CutMixModel(bb, GAP(bb.out_channels, num_classes), **options)
 
 
-#: the generic backbone default of create_method, which is not a ViT
-_CNN_DEFAULT = "resnet18"
-
-
 @register_method("tscam", family="refinement")
 def _tscam(num_classes: int, backbone: str | nn.Module = TSCAM_DEFAULT_BACKBONE, pretrained: bool = False,
            backbone_options: dict | None = None) -> TSCAM:
@@ -219,6 +215,4 @@ def _tscam(num_classes: int, backbone: str | nn.Module = TSCAM_DEFAULT_BACKBONE,
         return TSCAM(backbone, num_classes)
     if not isinstance(backbone, str):
         raise WSOLTypeError(f"`backbone` must be a timm ViT name or a VisionTransformer, got {type(backbone).__name__}")
-    if backbone == _CNN_DEFAULT:  # create_method's default is meant for CNN methods
-        backbone = TSCAM_DEFAULT_BACKBONE
     return _from_name(backbone, num_classes, pretrained, **dict(backbone_options or {}))
