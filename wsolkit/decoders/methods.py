@@ -35,6 +35,8 @@ def _check_classes(num_classes: int | None, classifier: nn.Module) -> None:
         return
     num_classes = check_int(num_classes, "num_classes", low=1)
     known = classifier_num_classes(classifier)
+    if known is None:  # a wsolkit WSOLModel: its head knows
+        known = classifier_num_classes(getattr(classifier, "head", None) or classifier)
     if known is not None and known != num_classes:
         raise WSOLValueError(f"`num_classes`={num_classes} but the classifier has {known} classes")
 
