@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    size, n_train, n_test = (64, 160, 64) if args.quick else (96, 400, 100)
-    cls_epochs, dec_epochs = (6, 3) if args.quick else (8, 6)
+    size, n_train, n_test = (64, 128, 48) if args.quick else (96, 400, 100)
+    cls_epochs, dec_epochs = (6, 2) if args.quick else (8, 6)
 
     x, y, _ = SyntheticHistology("camelyon", "train", n=n_train, size=size, seed=0).tensors()
     xt, yt, mt = SyntheticHistology("camelyon", "test", n=n_test, size=size, seed=1).tensors()

@@ -103,19 +103,34 @@ def test_mask_matches_float64_reference():
     assert "omega=3.0" in repr(m)
 
 
+def ref_authors_mask(cams: np.ndarray, logits: np.ndarray, size, omega=8.0, sp=0.5, align_corners=True):
+    """float64 re-implementation of the authors' mask (sbelharbi/wsol-min-max-entropy-interpretability,
+    ``deepmil/models.py``: ``ResNet.segment`` builds ``Σ_k p_k·maps_k`` upsampled with ``align_corners=True``;
+    ``ResNet.get_pseudo_binary_mask`` min-max normalises over the **whole batch**, then ``sigmoid(w(x − σ))``)."""
+    p = ref_softmax(logits)
+    t = (p[:, :, None, None] * cams).sum(1)
+    up = F.interpolate(torch.from_numpy(t)[:, None], size=size, mode="bilinear", align_corners=align_corners)
+    up = up[:, 0].numpy()
+    x = (up - up.min()) / (up.max() - up.min())
+    return 1.0 / (1.0 + np.exp(-omega * (x - sp)))
+
+
 def test_mask_is_normalised_per_sample_not_per_batch():
-    cams = torch.randn(2, 2, 4, 4)
-    logits = torch.randn(2, 2)
+    g = torch.Generator().manual_seed(3)
+    cams = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64)
+    logits = torch.randn(2, 2, generator=g, dtype=torch.float64)
     a = maxmin_mask(cams, logits, 8)
     scaled = cams.clone()
     scaled[1] = scaled[1] * 100 + 50  # another sample's range must not matter
     b = maxmin_mask(scaled, logits, 8)
     torch.testing.assert_close(a[0], b[0])
-    # the batch-wide normalisation (known defect of the reference code) would give a different mask for sample 0
-    t = torch.einsum("bc,bchw->bhw", logits.softmax(1), scaled)
-    t = F.interpolate(t[:, None], size=(8, 8), mode="bilinear", align_corners=False)
-    batchwise = torch.sigmoid(8 * ((t - t.min()) / (t.max() - t.min()) - 0.5))
-    assert not torch.allclose(batchwise[0], b[0], atol=1e-3)
+    np.testing.assert_allclose(b[:, 0].numpy(), ref_mask(scaled.numpy(), logits.numpy(), (8, 8)), atol=1e-12)
+    # the reference normalises over the batch: sample 0's mask changes with sample 1 (the difference we keep)
+    ref = ref_authors_mask(scaled.numpy(), logits.numpy(), (8, 8), align_corners=False)
+    assert np.abs(ref[0] - b[0, 0].numpy()).max() > 0.1
+    # ... and the two agree on a batch of one image (same upsampling)
+    one = ref_authors_mask(cams[:1].numpy(), logits[:1].numpy(), (8, 8), align_corners=False)
+    np.testing.assert_allclose(maxmin_mask(cams[:1], logits[:1], 8)[:, 0].numpy(), one, atol=1e-12)
 
 
 def test_mask_gradients_and_constant_map():

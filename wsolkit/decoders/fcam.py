@@ -124,7 +124,7 @@ class FCAM(WSOLMethod):
     Example:
         >>> import wsolkit
         >>> clf = wsolkit.create_method("gap", 2, backbone="smallcnn")
-        >>> model = wsolkit.create_method("fcam", classifier=clf)
+        >>> model = wsolkit.create_method("fcam", classifier=clf, crf=None)
         >>> out = model(torch.rand(2, 3, 35, 37))
         >>> out.logits.shape, out.cams.shape, out.aux["probs"].shape
         (torch.Size([2, 2]), torch.Size([2, 1, 35, 37]), torch.Size([2, 1, 35, 37]))
@@ -320,8 +320,8 @@ def build_decoder(
 
     Example:
         >>> import wsolkit
-        >>> clf = wsolkit.create_method("gap", 2, backbone=wsolkit.create_backbone("smallcnn", width=4))
-        >>> build_decoder(clf).decoder_channels
+        >>> bb = wsolkit.create_backbone("smallcnn", output_stride=8, width=4)
+        >>> build_decoder(wsolkit.create_method("gap", 2, backbone=bb)).decoder_channels
         (64, 32, 16)
     """
     channels, reductions = encoder_channels(classifier, encoder)
