@@ -1,11 +1,14 @@
-"""Distributed data-parallel training of a GAP/CAM model with synchronised localization metrics.
+"""Distributed data-parallel training of any method (GAP by default, or MaxMin) with synchronised localization metrics.
 
 Two processes (gloo backend, CPU) each train on half of the synthetic benchmark with DDP; each evaluates its half of
 the test set into a ``LocalizationMeter`` and ``ClassificationMeter``; ``sync()`` all-reduces the integer histograms,
 so every rank reports exactly the metrics of the whole test set. On GPUs use ``backend="nccl"`` and one device per
 rank; nothing else changes.
 
-Run: ``python examples/ddp_training.py [--quick] [--world-size 2]``.
+The training loop is the one of every method, with ``wsolkit.training.training_steps(ddp_model, x, y)`` so that the
+forward passes run through the wrapper (MaxMin's erasing steps run under ``no_sync()``).
+
+Run: ``python examples/ddp_training.py [--quick] [--world-size 2] [--method maxmin]``.
 """
 
 from __future__ import annotations
@@ -17,13 +20,12 @@ import tempfile
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from wsolkit import WSOLModel, create_backbone, create_head
+import wsolkit
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import ClassificationMeter, LocalizationMeter
-from wsolkit.training import standardize
+from wsolkit.training import standardize, training_steps
 
 
 def run(rank: int, world: int, init_file: str, args: argparse.Namespace) -> None:
@@ -36,21 +38,25 @@ def run(rank: int, world: int, init_file: str, args: argparse.Namespace) -> None
     # each rank renders and trains on its own shard
     x, y, _ = train.tensors()
     x, y = x[rank::world], y[rank::world]
-    backbone = create_backbone("smallcnn", width=16, depth=2)
-    model = DDP(WSOLModel(backbone, create_head("gap", backbone.out_channels, 2)))
+    backbone = wsolkit.create_backbone("smallcnn", width=16, depth=2)
+    options = {"u": 2, "head": "gap"} if args.method == "maxmin" else {}
+    # MaxMin: the localizer's head is unused by the final (synchronising) pass -> find_unused_parameters
+    model = DDP(wsolkit.create_method(args.method, 2, backbone=backbone, **options),
+                find_unused_parameters=args.method == "maxmin")
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(rank)
     for epoch in range(epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), 16):
             idx = perm[i : i + 16]
-            out = model(standardize(x[idx]))
-            loss = F.cross_entropy(out.logits, y[idx])
             opt.zero_grad()
-            loss.backward()  # gradients are all-reduced here
+            loss = 0.0
+            for step in training_steps(model, standardize(x[idx]), y[idx]):
+                step.total.backward()  # gradients are all-reduced at the last step
+                loss += float(step.total.detach())
             opt.step()
         if rank == 0:
-            print(f"epoch {epoch + 1}/{epochs} loss {float(loss.detach()):.3f}", flush=True)
+            print(f"epoch {epoch + 1}/{epochs} loss {loss:.3f}", flush=True)
     # distributed evaluation: every rank measures its shard, then the integer states are all-reduced
     loc, cls = LocalizationMeter(normalize=True), ClassificationMeter(num_classes=2)
     xt, yt, mt = test.tensors()
@@ -73,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--method", default="gap", help="a trainable method name, e.g. gap or maxmin")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "rendezvous")

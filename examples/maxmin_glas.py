@@ -14,9 +14,8 @@ import time
 
 import torch
 
-from wsolkit.backbones import create_backbone
+import wsolkit
 from wsolkit.data import SyntheticHistology
-from wsolkit.maxmin import build_maxmin
 from wsolkit.training import evaluate, predict_maps, standardize
 
 
@@ -28,7 +27,7 @@ def f1(pred: torch.Tensor, gt: torch.Tensor) -> float:
 
 
 def train(model, images, labels, epochs: int, batch_size: int, lr: float, seed: int = 0) -> None:
-    """A plain loop: ``train_step`` accumulates gradients, the optimiser steps."""
+    """The loop shared by every method: back-propagate each yielded step (u + 1 erasing steps, then C's)."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * -(-len(images) // batch_size)
@@ -43,7 +42,13 @@ def train(model, images, labels, epochs: int, batch_size: int, lr: float, seed: 
             if torch.rand(1, generator=g) < 0.5:  # random flips
                 x = x.flip(-1)
             opt.zero_grad(set_to_none=True)
-            logs.append(model.train_step(standardize(x), labels[idx]))
+            terms = {"loss": 0.0, "steps": 0}
+            for step in model.training_steps(standardize(x), labels[idx]):
+                step.total.backward()
+                terms["loss"] += float(step.total.detach())
+                terms["steps"] += 1
+                terms.update({k: float(v) for k, v in step.terms.items() if k in ("pos", "neg", "loc")})
+            logs.append(terms)
             opt.step()
             sched.step()
         mean = {k: sum(float(d[k]) for d in logs) / len(logs) for k in ("loss", "pos", "neg", "loc", "steps")}
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_set = SyntheticHistology("glas", "train", n=n, size=size, seed=0).tensors()
     images, labels, masks = SyntheticHistology("glas", "test", n=32 if a.quick else 80, size=size, seed=1).tensors()
     torch.manual_seed(0)
-    model = build_maxmin(create_backbone("smallcnn", output_stride=8, width=16), num_classes=2, u=a.u)
+    model = wsolkit.create_method("maxmin", 2, backbone=wsolkit.create_backbone("smallcnn", output_stride=8, width=16),
+                                  u=a.u)
     t = time.perf_counter()
     train(model, train_set[0], train_set[1], epochs=epochs, batch_size=32, lr=3e-3)
     print(f"trained in {time.perf_counter() - t:.0f} s")

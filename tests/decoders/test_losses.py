@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -57,15 +58,51 @@ def test_size_loss_values_and_keep():
     t = 2.0
     sums = probs.flatten(2).sum(-1)
     per = -torch.log(sums).sum(1) / t  # all constraints deep inside: barrier branch
-    torch.testing.assert_close(size_loss(probs, t), per.mean())
+    torch.testing.assert_close(size_loss(probs, t), per.mean() / 2)  # mean over images and the 2 constraints
     keep = torch.tensor([True, False, True])
-    torch.testing.assert_close(size_loss(probs, t, keep), (per[0] + per[2]) / 2)
+    torch.testing.assert_close(size_loss(probs, t, keep), (per[0] + per[2]) / 4)
+    torch.testing.assert_close(size_loss(probs, ELB(t0=t, reduction="sum"), keep), per[0] + per[2])
     assert float(size_loss(probs, t, torch.zeros(3, dtype=torch.bool))) == 0.0
     # an empty foreground is infeasible (z = 0 > -1/t²): linear branch
     empty = torch.zeros(1, 2, 2, 2, dtype=torch.float64)
     empty[:, 0] = 1.0
     expect = -math.log(4.0) / t + (0.0 - math.log(1 / t**2) / t + 1 / t)
-    assert float(size_loss(empty, t)) == pytest.approx(expect)
+    assert float(size_loss(empty, t)) == pytest.approx(expect / 2)
+    with pytest.raises(WSOLValueError, match="reduction"):
+        size_loss(probs, ELB(reduction="none"))
+    with pytest.raises(WSOLValueError, match="reduction"):
+        FCAMLoss(FCAMSeeder(), size=ELB(reduction="none"))
+    with pytest.raises(WSOLTypeError, match="size"):
+        FCAMLoss(FCAMSeeder(), size=2.0)
+
+
+def ref_fcam_size(fg_probs: np.ndarray, t: float) -> float:
+    """float64 re-implementation of the reference size term: ``sbelharbi/fcam-wsol``, ``dlib/losses/fcams.py``
+    ``MaxSizePositiveFcams.forward`` with its ``dlib/losses/elb.py`` ``ELB`` (mean over the batch):
+    ``½ · Σ_{c ∈ {bg, fg}} mean_i ψ_t(−Σ_pixels S_c)``."""
+    n = fg_probs.shape[0]
+    both = np.stack([1.0 - fg_probs, fg_probs], 1)
+    loss = 0.0
+    for c in (0, 1):
+        z = -both[:, c].reshape(n, -1).sum(-1)
+        ct = -1.0 / t**2
+        psi = np.where(z <= ct, -np.log(-np.minimum(z, ct)) / t, t * z - np.log(1.0 / t**2) / t + 1.0 / t)
+        loss += psi.mean()
+    return loss * 0.5
+
+
+@pytest.mark.parametrize("t", [1.0, 3.0, 10.0])
+def test_size_loss_is_the_reference_fcam_size_term(t):
+    g = torch.Generator().manual_seed(int(t))
+    logits = torch.randn(5, 2, 6, 7, generator=g, dtype=torch.float64) * 3
+    logits[0, 1] -= 30  # one image with an (almost) empty foreground: linear branch of the ELB
+    probs = torch.softmax(logits, 1)
+    ref = ref_fcam_size(probs[:, 1].numpy(), t)
+    assert float(size_loss(probs, ELB(t0=t, t_max=max(t, 10.0)))) == pytest.approx(ref, rel=1e-12)
+    assert float(size_loss(probs, t)) == pytest.approx(ref, rel=1e-12)
+    # the sum of the two penalties (wsolkit before this release) is twice the reference
+    sums = probs.flatten(2).sum(-1)
+    assert float(elb(-sums, t).sum(1).mean()) == pytest.approx(2 * ref, rel=1e-12)
     with pytest.raises(ShapeError, match="keep"):
         size_loss(probs, t, torch.ones(2, dtype=torch.bool))
 
@@ -142,23 +179,22 @@ def test_fcam_loss_errors():
         NEGEVLoss(NEGEVSeeder(), negative_weight=-1.0)
 
 
-def test_training_step_trains_only_the_decoder():
-    from wsolkit.backbones import create_backbone
-    from wsolkit.decoders import create_fcam
-    from wsolkit.heads import GAP
-    from wsolkit.models import WSOLModel
-    from wsolkit.training import fit
+def test_training_trains_only_the_decoder():
+    import wsolkit
+    from wsolkit.training import IMAGENET_MEAN, IMAGENET_STD, fit
 
-    bb = create_backbone("smallcnn", output_stride=8, width=4)
-    clf = WSOLModel(bb, GAP(bb.out_channels, 2))
+    clf = wsolkit.create_method("gap", 2, backbone=wsolkit.create_backbone("smallcnn", output_stride=8, width=4))
     before = {k: v.clone() for k, v in clf.state_dict().items()}
-    model = create_fcam(clf)
-    loss_fn = NEGEVLoss(NEGEVSeeder(n_fg=4, n_bg=4), crf=DenseCRFLoss(1e-6, scale_factor=0.5),
-                        size=ELB())
+    model = wsolkit.create_method("negev", classifier=clf, seeder=NEGEVSeeder(n_fg=4, n_bg=4),
+                                  crf=DenseCRFLoss(1e-6, scale_factor=0.5), input_normalization=(IMAGENET_MEAN,
+                                                                                                 IMAGENET_STD))
+    dec_before = [p.detach().clone() for p in model.decoder.parameters()]
     x = torch.rand(8, 3, 32, 32)
     y = torch.tensor([0, 1] * 4)
-    hist = fit(model, x, y, epochs=1, batch_size=4, lr=1e-2, step_fn=loss_fn.training_step)
+    hist = fit(model, x, y, epochs=1, batch_size=4, lr=1e-2)
     assert len(hist) == 1 and math.isfinite(hist[0])
     for k, v in clf.state_dict().items():
         assert torch.equal(v, before[k]), k
+    assert not clf.training and not any(p.requires_grad for p in clf.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(dec_before, model.decoder.parameters()))
     assert F is not None

@@ -40,7 +40,9 @@ def test_decoder_shapes_timm_backbones_odd_sizes(name, kw, levels):
         assert out.aux["decoder_logits"].shape == (1, 2, h, w)
         torch.testing.assert_close(out.logits, ref.logits)
         torch.testing.assert_close(out.aux["classifier_cams"], ref.cams)
-        torch.testing.assert_close(out.cams[:, 0], torch.softmax(out.aux["decoder_logits"], 1)[:, 1])
+        dec = out.aux["decoder_logits"]
+        torch.testing.assert_close(out.cams[:, 0], dec[:, 1] - dec[:, 0])  # foreground logit (raw evidence)
+        torch.testing.assert_close(out.aux["probs"][:, 0], torch.softmax(dec, 1)[:, 1])
 
 
 def test_smallcnn_levels_and_decoder_resolution():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.data import SyntheticHistology
-from wsolkit.maxmin import build_maxmin
 from wsolkit.training import evaluate, fit, predict_maps, standardize
 
 
@@ -25,9 +25,9 @@ def trained_glas():
         train = SyntheticHistology("glas", "train", n=160, size=64, seed=0).tensors()
         images, labels, masks = SyntheticHistology("glas", "test", n=80, size=64, seed=1).tensors()
         torch.manual_seed(0)
-        model = build_maxmin(create_backbone("smallcnn", output_stride=8, width=16), num_classes=2, u=4)
-        fit(model, train[0], train[1], epochs=6, batch_size=32, lr=3e-3,
-            step_fn=lambda m, x, y: m.train_step(x, y)["loss"])
+        model = wsolkit.create_method("maxmin", 2, backbone=create_backbone("smallcnn", output_stride=8, width=16),
+                                      u=4)
+        fit(model, train[0], train[1], epochs=6, batch_size=32, lr=3e-3)
     finally:
         torch.set_num_threads(n_threads)
     return model, images, labels, masks

@@ -19,10 +19,10 @@ from wsolkit.maxmin import (
     MaxMin,
     MaxMinMask,
     accumulate_mask,
-    build_maxmin,
     localizer_ce,
     maxmin_loss,
     maxmin_mask,
+    maxmin_method,
     negative_uniform_ce,
     positive_ce,
     size_prior,
@@ -30,6 +30,20 @@ from wsolkit.maxmin import (
 )
 from wsolkit.models import WSOLModel
 from wsolkit.output import WSOLOutput
+
+
+def train(model, x, y, scaler=None):
+    """The protocol's loop for one batch; returns the summed terms, ``loss`` and ``steps`` (yielded steps)."""
+    logs, n, total = {}, 0, 0.0
+    for step in model.training_steps(x, y):
+        assert step.total.ndim == 0 and all(not v.requires_grad for v in step.terms.values())
+        (scaler.scale(step.total) if scaler is not None else step.total).backward()
+        total += float(step.total.detach())
+        for k, v in step.terms.items():
+            logs[k] = logs.get(k, 0.0) + float(v)
+        n += 1
+    logs["loss"], logs["steps"] = total, n
+    return logs
 
 
 @pytest.fixture(autouse=True)
@@ -89,19 +103,34 @@ def test_mask_matches_float64_reference():
     assert "omega=3.0" in repr(m)
 
 
+def ref_authors_mask(cams: np.ndarray, logits: np.ndarray, size, omega=8.0, sp=0.5, align_corners=True):
+    """float64 re-implementation of the authors' mask (sbelharbi/wsol-min-max-entropy-interpretability,
+    ``deepmil/models.py``: ``ResNet.segment`` builds ``Σ_k p_k·maps_k`` upsampled with ``align_corners=True``;
+    ``ResNet.get_pseudo_binary_mask`` min-max normalises over the **whole batch**, then ``sigmoid(w(x − σ))``)."""
+    p = ref_softmax(logits)
+    t = (p[:, :, None, None] * cams).sum(1)
+    up = F.interpolate(torch.from_numpy(t)[:, None], size=size, mode="bilinear", align_corners=align_corners)
+    up = up[:, 0].numpy()
+    x = (up - up.min()) / (up.max() - up.min())
+    return 1.0 / (1.0 + np.exp(-omega * (x - sp)))
+
+
 def test_mask_is_normalised_per_sample_not_per_batch():
-    cams = torch.randn(2, 2, 4, 4)
-    logits = torch.randn(2, 2)
+    g = torch.Generator().manual_seed(3)
+    cams = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64)
+    logits = torch.randn(2, 2, generator=g, dtype=torch.float64)
     a = maxmin_mask(cams, logits, 8)
     scaled = cams.clone()
     scaled[1] = scaled[1] * 100 + 50  # another sample's range must not matter
     b = maxmin_mask(scaled, logits, 8)
     torch.testing.assert_close(a[0], b[0])
-    # the batch-wide normalisation (known defect of the reference code) would give a different mask for sample 0
-    t = torch.einsum("bc,bchw->bhw", logits.softmax(1), scaled)
-    t = F.interpolate(t[:, None], size=(8, 8), mode="bilinear", align_corners=False)
-    batchwise = torch.sigmoid(8 * ((t - t.min()) / (t.max() - t.min()) - 0.5))
-    assert not torch.allclose(batchwise[0], b[0], atol=1e-3)
+    np.testing.assert_allclose(b[:, 0].numpy(), ref_mask(scaled.numpy(), logits.numpy(), (8, 8)), atol=1e-12)
+    # the reference normalises over the batch: sample 0's mask changes with sample 1 (the difference we keep)
+    ref = ref_authors_mask(scaled.numpy(), logits.numpy(), (8, 8), align_corners=False)
+    assert np.abs(ref[0] - b[0, 0].numpy()).max() > 0.1
+    # ... and the two agree on a batch of one image (same upsampling)
+    one = ref_authors_mask(cams[:1].numpy(), logits[:1].numpy(), (8, 8), align_corners=False)
+    np.testing.assert_allclose(maxmin_mask(cams[:1], logits[:1], 8)[:, 0].numpy(), one, atol=1e-12)
 
 
 def test_mask_gradients_and_constant_map():
@@ -299,20 +328,19 @@ def test_recursive_erasing_matches_algorithm_1():
     assert rows == [[0, 1, 2, 3], [0, 2, 3], [0, 3], [0]]  # s1 dies at t=0, s2 at t=1, s3 at t=2
     loc, cls = ScriptedLocalizer(seq, cams, rows), RecordingClassifier(3)
     model = MaxMin(loc, cls, u=3, sigma=10.0)
-    logs = model.train_step(x, y)
+    logs = train(model, x, y)
     # trust pattern of the script: per-sample stop and zero trust persists
     assert [bool(p[0] > 0) for p in psis] == [True] * 4
     assert [bool(p[1] > 0) for p in psis] == [False] * 4
     assert [bool(p[2] > 0) for p in psis] == [True, False, False, False]
     assert [bool(p[3] > 0) for p in psis] == [True, True, False, False]
-    assert len(loc.inputs) == len(inputs) == 4 and float(logs["steps"]) == 4
+    assert len(loc.inputs) == len(inputs) == 4 and logs["steps"] == 5  # 4 localizer steps + the final one
     for got, ref, r in zip(loc.inputs, inputs, rows, strict=True):  # x* <- x* ⊙ R-*, trusted samples only
         np.testing.assert_allclose(got.double().numpy(), ref[r], atol=1e-5)
     x_pos, x_neg = cls.inputs
     np.testing.assert_allclose(x_pos.double().numpy(), x.double().numpy() * acc, atol=1e-5)
     np.testing.assert_allclose(x_neg.double().numpy(), x.double().numpy() * (1 - acc), atol=1e-5)
     np.testing.assert_allclose(loc.bias.grad.double().numpy(), grad, atol=1e-6)  # gated eq. 8 accumulation
-    assert float(logs["trusted"]) == 0.25
     # the logged losses
     yn = y.numpy()
     np.testing.assert_allclose(float(logs["loc"]), ref_ce(seq[0].double().numpy(), yn).mean(), rtol=1e-5)
@@ -325,8 +353,8 @@ def test_erasing_stops_early_when_all_trusts_are_zero():
     cams = [torch.randn(2, 2, 2, 2) for _ in range(5)]
     loc = ScriptedLocalizer([ok, bad, ok, ok, ok], cams)
     model = MaxMin(loc, RecordingClassifier(2), u=4)
-    logs = model.train_step(torch.rand(2, 3, 4, 4), y)
-    assert len(loc.inputs) == 2 and float(logs["steps"]) == 2 and float(logs["trusted"]) == 0.0
+    logs = train(model, torch.rand(2, 3, 4, 4), y)
+    assert len(loc.inputs) == 2 and logs["steps"] == 3
     assert float(logs["loc_erasing"]) == 0.0
     # u = 0: a single localizer forward, no erasing
     loc0 = ScriptedLocalizer([ok], cams)
@@ -339,7 +367,7 @@ def test_erasing_stops_early_when_all_trusts_are_zero():
 
 def _small(u=4, width=4, **kw):
     torch.manual_seed(0)
-    return build_maxmin(create_backbone("smallcnn", output_stride=8, width=width), 2, head="gap", u=u, **kw)
+    return maxmin_method(2, backbone=create_backbone("smallcnn", output_stride=8, width=width), head="gap", u=u, **kw)
 
 
 def test_inference_output_contract():
@@ -360,21 +388,21 @@ def test_train_step_accumulates_gradients_and_detach_mask():
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 1, 0])
     # classifier terms only: with the paper's detached mask no gradient reaches the localizer head
     m = _small(u=1, weights=(1.0, 1.0, 0.0), share_backbone=False)
-    m.train_step(x, y)
+    train(m, x, y)
     g = m.localizer.head.classifier.weight.grad
     assert g is None or float(g.abs().sum()) == 0.0
     assert float(m.classifier.head.classifier.weight.grad.abs().sum()) > 0
     m2 = _small(u=1, weights=(1.0, 1.0, 0.0), share_backbone=False, detach_mask=False)
-    m2.train_step(x, y)
+    train(m2, x, y)
     assert float(m2.localizer.head.classifier.weight.grad.abs().sum()) > 0
     # gradients accumulate across calls (the user zeroes them)
     m3 = _small(u=0)
     for mod in m3.modules():  # no batch-norm statistics drift between the two calls
         if isinstance(mod, nn.BatchNorm2d):
             mod.eval()
-    m3.train_step(x, y)
+    train(m3, x, y)
     g1 = [p.grad.clone() for p in m3.parameters()]
-    m3.train_step(x, y)
+    train(m3, x, y)
     for a, p in zip(g1, m3.parameters(), strict=True):
         torch.testing.assert_close(p.grad, 2 * a)
 
@@ -387,7 +415,7 @@ def test_train_step_u0_equals_eq9_gradient():
             mod.eval()
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 1, 0])
     ref = copy.deepcopy(m)
-    logs = m.train_step(x, y)
+    logs = train(m, x, y)
     loc = ref.localizer(x)
     psi, _ = trust_coefficients(loc.logits, y, 0)
     r = psi[:, None, None, None] * maxmin_mask(loc.cams.detach(), loc.logits.detach(), (32, 32))
@@ -440,8 +468,8 @@ def test_graph_of_each_step_is_freed_memory_flat_in_u():
         at_start = []
         model.localizer.register_forward_pre_hook(lambda *_, a=at_start, tr=tr: a.append(tr.live))
         with torch.autograd.graph.saved_tensors_hooks(tr.pack, tr.unpack):
-            logs = model.train_step(x, y)
-        assert float(logs["steps"]) == u + 1
+            logs = train(model, x, y)
+        assert logs["steps"] == u + 2  # u + 1 localizer steps and the final one
         assert at_start == [0] * (u + 1)  # nothing of step t is alive when step t+1 starts
         assert tr.live == 0
         peaks[u] = tr.peak
@@ -455,9 +483,9 @@ def test_grad_scaler_scales_every_backward():
         if isinstance(mod, nn.BatchNorm2d):
             mod.eval()
     b = copy.deepcopy(a)
-    a.train_step(x, y)
+    train(a, x, y)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
-    b.train_step(x, y, scaler=scaler)
+    train(b, x, y, scaler=scaler)
     opt = torch.optim.SGD(b.parameters(), lr=0.1)
     scaler.unscale_(opt)
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
@@ -467,14 +495,14 @@ def test_grad_scaler_scales_every_backward():
     scaler.update()
     # bf16 autocast on CPU runs too
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logs = _small(u=1).train_step(x, y)
-    assert all(torch.isfinite(v) for v in logs.values())
+        logs = train(_small(u=1), x, y)
+    assert all(math.isfinite(v) for v in logs.values())
 
 
 def test_size_prior_variant():
     m = _small(u=1, detach_mask=False, size_prior=ELB(t0=1.0), size_weight=0.1)
-    logs = m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
-    assert torch.isfinite(logs["size"]) and float(logs["size"]) != 0.0
+    logs = train(m, torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
+    assert math.isfinite(logs["size"]) and logs["size"] != 0.0
     with pytest.raises(WSOLValueError, match="detach_mask"):
         _small(size_prior=ELB())
 
@@ -493,11 +521,11 @@ def test_typed_errors():
         _small(omega=-2.0)
     m = _small(u=1)
     with pytest.raises(WSOLValueError, match="labels"):
-        m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
+        train(m, torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
     with pytest.raises(ShapeError, match="labels"):
-        m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 1, 1]))
+        train(m, torch.randn(2, 3, 32, 32), torch.tensor([0, 1, 1]))
     with pytest.raises(ShapeError, match=r"\(B, 3, H, W\)"):
-        m.train_step(torch.randn(3, 32, 32), torch.tensor([0, 1, 1]))
+        train(m, torch.randn(3, 32, 32), torch.tensor([0, 1, 1]))
     # mismatched backbone widths
     bb8 = create_backbone("smallcnn", output_stride=8, width=8)
     bb4 = create_backbone("smallcnn", output_stride=8, width=4)
@@ -508,16 +536,14 @@ def test_typed_errors():
     with pytest.raises(WSOLTypeError, match="localizer"):
         MaxMin("resnet", nn.Identity())
     with pytest.raises(WSOLValueError, match="classifier_backbone"):
-        build_maxmin(bb8, 2, head="gap", share_backbone=True, classifier_backbone=bb4)
+        maxmin_method(2, backbone=bb8, head="gap", share_backbone=True, classifier_backbone=bb4)
     # separate backbones of different widths build heads of the right width each
-    m2 = build_maxmin(bb8, 2, head="gap", share_backbone=False, classifier_backbone=bb4)
+    m2 = maxmin_method(2, backbone=bb8, head="gap", share_backbone=False, classifier_backbone=bb4)
     assert m2.classifier.head.in_channels == bb4.out_channels
-    with pytest.raises(WSOLValueError, match="stage"):
-        m(torch.randn(1, 3, 32, 32), stage="decoder")
-    with pytest.raises(WSOLTypeError, match="MaxMin"):
-        from wsolkit.maxmin import maxmin_train_step
-
-        maxmin_train_step(nn.Linear(2, 2), torch.randn(1, 3, 8, 8), torch.tensor([0]))
+    with pytest.raises(WSOLValueError, match="_pass"):
+        m(torch.randn(1, 3, 32, 32), _pass="decoder")
+    with pytest.raises(WSOLTypeError, match="trust_at_zero"):
+        _small(trust_at_zero=1)
 
 
 def test_shared_backbone_and_repr():
@@ -536,13 +562,13 @@ def test_default_heads_are_the_papers_wildcat():
         pytest.skip("WILDCAT head not available")
     from wsolkit.maxmin import WILDCAT_DEFAULTS
 
-    m = build_maxmin(create_backbone("smallcnn", output_stride=8, width=4), 3)
+    m = maxmin_method(3, backbone=create_backbone("smallcnn", output_stride=8, width=4))
     for head in (m.localizer.head, m.classifier.head):
         assert type(head).__name__ == "WILDCAT"
         assert (head.modalities, head.kmax, head.kmin, head.alpha, head.dropout) == (5, 0.09, 0.09, 0.0, 0.75)
     assert WILDCAT_DEFAULTS["modalities"] == 5
-    logs = m.train_step(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
-    assert torch.isfinite(logs["loss"])
+    logs = train(m, torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
+    assert math.isfinite(logs["loss"])
     assert m.eval()(torch.randn(2, 3, 32, 32)).cams.shape == (2, 3, 4, 4)
 
 
@@ -550,8 +576,8 @@ def test_batchnorm_statistics_come_from_the_inference_passes_only():
     x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
     model = _confident(_small(u=3, share_backbone=False))
     ref = copy.deepcopy(model)
-    logs = model.train_step(x, y)
-    assert float(logs["steps"]) == 4
+    logs = train(model, x, y)
+    assert logs["steps"] == 5
     ref.localizer(x)  # one training-mode pass of M on x
     for (name, a), b in zip(model.localizer.named_buffers(), ref.localizer.buffers(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
@@ -571,7 +597,7 @@ def test_shared_backbone_keeps_separate_batchnorm_statistics_for_the_classifier(
     bns = [m for m in model.localizer.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and model.classifier_bn_stats.n == len(bns)
     ref_m, ref_c = copy.deepcopy(model), copy.deepcopy(model)
-    model.train_step(x, y)
+    train(model, x, y)
     # independent reference: one training-mode pass of M on x, one of C on x ⊙ R+ (Ψ(0) = 1: p = 1, loss = 0)
     loc = ref_m.localizer(x)
     r = maxmin_mask(loc.cams.detach(), loc.logits.detach(), (32, 32))
@@ -626,7 +652,7 @@ def test_recalibrate_statistics_equals_batch_statistics_of_the_inference_inputs(
     """One batch: recalibrated eval-mode M and C equal M(x) and C(x ⊙ R⁺) normalised with their batch statistics."""
     model = _small(u=1, share_backbone=share)
     x, y = torch.randn(6, 3, 32, 32) * 2 + 0.5, torch.tensor([0, 1, 0, 1, 0, 1])
-    model.train_step(x, y)  # moves the running statistics somewhere else
+    train(model, x, y)  # moves the running statistics somewhere else
     model.train()
     model.recalibrate_statistics(x, batch_size=6)
     assert model.training  # mode restored

@@ -7,17 +7,21 @@ and the skip features); the hooks exist only inside :meth:`FCAM.forward`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_floating, check_ndim
 from wsolkit.backbones import SmallCNN
+from wsolkit.decoders._preprocessing import model_normalization, normalization_from, unnormalize_to_255
 from wsolkit.decoders.unet import UNetDecoder
-from wsolkit.output import WSOLOutput
+from wsolkit.method import WSOLMethod
+from wsolkit.output import LossOutput, WSOLOutput
 
-__all__ = ["feature_layers", "encoder_channels", "FCAM", "create_fcam"]
+__all__ = ["feature_layers", "encoder_channels", "FCAM", "build_decoder", "create_fcam"]
 
 _DEFAULT_DECODER = (256, 128, 64, 32, 16)
 
@@ -25,8 +29,9 @@ _DEFAULT_DECODER = (256, 128, 64, 32, 16)
 def feature_layers(model: nn.Module) -> list[str]:
     """Names of the sub-modules of ``model`` whose outputs are its multi-scale features (shallow → deep).
 
-    Found from timm's ``feature_info`` (``features_only`` models built by :func:`wsolkit.backbones.create_backbone`)
-    or, for :class:`wsolkit.backbones.SmallCNN`, the last activation before each pooling and the final one.
+    Found from timm's ``feature_info`` (``features_only`` models built by :func:`wsolkit.backbones.create_backbone`,
+    or a timm classifier's list of levels) or, for :class:`wsolkit.backbones.SmallCNN`, the last activation before
+    each pooling and the final one.
 
     Args:
         model: a classifier (e.g. :class:`wsolkit.models.WSOLModel`) or a backbone.
@@ -46,6 +51,11 @@ def feature_layers(model: nn.Module) -> list[str]:
         raise WSOLTypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
     for prefix, module in model.named_modules():
         info = getattr(module, "feature_info", None)
+        if isinstance(info, list) and info and all(isinstance(i, dict) and "module" in i for i in info):
+            names = dict(module.named_modules())  # a timm classifier (not features_only): list of dicts
+            out = [f"{prefix}.{i['module']}" if prefix else i["module"] for i in info if i["module"] in names]
+            if out:
+                return out
         if info is not None and hasattr(info, "module_name") and hasattr(info, "info"):
             names = dict(module.named_modules())
             out = []
@@ -72,36 +82,52 @@ def feature_layers(model: nn.Module) -> list[str]:
     )
 
 
-class FCAM(nn.Module):
-    """F-CAM: a U-Net decoder over the frozen classifier's multi-scale features (NEGEV: same model, other losses).
+class FCAM(WSOLMethod):
+    """F-CAM / NEGEV: a U-Net decoder over a frozen classifier's multi-scale features, trained with its objective.
 
-    The classifier is frozen (``requires_grad=False``, BN/dropout kept in eval whatever the outer mode, forward run
-    without autograd) when ``freeze_classifier`` is set; only the decoder trains. The output follows the library
-    contract with the decoder's foreground probability as the localization map.
+    Build it with ``wsolkit.create_method("fcam" | "negev", classifier=...)``. The classifier is frozen
+    (``requires_grad=False``, BN/dropout kept in eval whatever the outer mode, forward run without autograd) when
+    ``freeze_classifier`` is set; only the decoder trains. ``forward(x, labels=None)`` returns the classifier's
+    logits and, as ``cams``, the decoder's foreground logit ``log(p_fg / p_bg)`` (raw evidence, full resolution);
+    ``labels`` are not used by the forward pass. :meth:`loss` (and so ``training_steps``) is the ``objective``
+    (:class:`~wsolkit.decoders.FCAMLoss` / :class:`~wsolkit.decoders.NEGEVLoss`) with seeds drawn from the frozen
+    classifier's CAM of the label class.
+
+    Classifier CAMs: a classifier returning :class:`~wsolkit.output.WSOLOutput` (a wsolkit method) gives its
+    ``cams``; for a plain classifier (timm / torchvision: a tensor of logits; Hugging Face: an output with
+    ``.logits``) the CAM of Zhou et al. is read off its last linear layer applied to the deepest encoder features
+    (``W_c · F``).
+
+    CRF images: the CRF compares colours in ``[0, 255]``, so the classifier's own input normalisation is undone:
+    ``input_normalization`` (a ``(mean, std)`` pair, a Hugging Face image processor, a torchvision weights enum or
+    a mapping with ``mean`` / ``std``) or else the normalisation the classifier declares (timm ``pretrained_cfg`` /
+    ``default_cfg`` of the model or a sub-module). Fallback when neither exists: inputs are taken to be in
+    ``[0, 1]`` (no normalisation), with a warning when the objective has a CRF term.
 
     Args:
-        classifier: a model returning :class:`~wsolkit.output.WSOLOutput` (e.g. ``WSOLModel(backbone, GAP(...))``).
+        classifier: the trained classifier.
         decoder: a :class:`~wsolkit.decoders.unet.UNetDecoder` (or any module ``decoder(features, size)``
             returning ``(B, 2, H, W)`` logits, background first).
-        encoder: where the decoder's features come from: ``None`` — hooks on the classifier's backbone levels
+        encoder: where the decoder's features come from: ``None`` — hooks on the classifier's feature levels
             (:func:`feature_layers`); a list of module names of ``classifier`` (shallow → deep); or a module
             mapping the images to a list of feature maps (frozen together with the classifier).
         freeze_classifier: freeze the classifier (and a separate ``encoder``).
+        objective: the training objective (``None``: the module only predicts; :meth:`loss` raises).
+        input_normalization: see above.
 
     Shape:
         - input: :math:`(B, 3, H, W)`
-        - logits: :math:`(B, C)` (the classifier's); cams: :math:`(B, 1, H, W)` foreground probability;
-          ``aux["decoder_logits"]``: :math:`(B, 2, H, W)`; ``aux["classifier_cams"]``: :math:`(B, C, h, w)`
+        - logits: :math:`(B, K)` (the classifier's); cams: :math:`(B, 1, H, W)` foreground logit;
+          ``aux["probs"]``: :math:`(B, 1, H, W)` foreground probability; ``aux["decoder_logits"]``:
+          :math:`(B, 2, H, W)`; ``aux["classifier_cams"]``: :math:`(B, K, h, w)`
 
     Example:
-        >>> from wsolkit.backbones import create_backbone
-        >>> from wsolkit.heads import GAP
-        >>> from wsolkit.models import WSOLModel
-        >>> bb = create_backbone("smallcnn", output_stride=8, width=4)
-        >>> model = create_fcam(WSOLModel(bb, GAP(bb.out_channels, 2)))
-        >>> out = model(torch.zeros(2, 3, 35, 37))
-        >>> out.logits.shape, out.cams.shape, out.aux["decoder_logits"].shape
-        (torch.Size([2, 2]), torch.Size([2, 1, 35, 37]), torch.Size([2, 2, 35, 37]))
+        >>> import wsolkit
+        >>> clf = wsolkit.create_method("gap", 2, backbone="smallcnn")
+        >>> model = wsolkit.create_method("fcam", classifier=clf, crf=None)
+        >>> out = model(torch.rand(2, 3, 35, 37))
+        >>> out.logits.shape, out.cams.shape, out.aux["probs"].shape
+        (torch.Size([2, 2]), torch.Size([2, 1, 35, 37]), torch.Size([2, 1, 35, 37]))
     """
 
     def __init__(
@@ -110,14 +136,19 @@ class FCAM(nn.Module):
         decoder: nn.Module,
         encoder: nn.Module | Sequence[str] | None = None,
         freeze_classifier: bool = True,
+        objective: nn.Module | None = None,
+        input_normalization: Any = None,
     ):
         super().__init__()
         if not isinstance(classifier, nn.Module):
             raise WSOLTypeError(f"`classifier` must be an nn.Module, got {type(classifier).__name__}")
         if not isinstance(decoder, nn.Module):
             raise WSOLTypeError(f"`decoder` must be an nn.Module, got {type(decoder).__name__}")
+        if objective is not None and not isinstance(objective, nn.Module):
+            raise WSOLTypeError(f"`objective` must be an FCAMLoss / NEGEVLoss module, got {type(objective).__name__}")
         self.classifier = classifier
         self.decoder = decoder
+        self.objective = objective
         self.encoder: nn.Module | None = None
         self.layers: list[str] = []
         if encoder is None:
@@ -134,6 +165,22 @@ class FCAM(nn.Module):
         missing = [n for n in self.layers if n not in names]
         if missing:
             raise WSOLValueError(f"`encoder` names {missing} are not sub-modules of `classifier`")
+        if input_normalization is not None:
+            norm = normalization_from(input_normalization)
+            if norm is None:
+                raise WSOLValueError(
+                    f"`input_normalization`: no mean/std found in {type(input_normalization).__name__}; pass "
+                    f"(mean, std), a Hugging Face image processor, torchvision weights or a mapping with mean/std"
+                )
+        else:
+            norm = model_normalization(classifier)
+        self.input_normalization = norm
+        if norm is None and getattr(objective, "crf", None) is not None:
+            warnings.warn(
+                "the classifier declares no input normalisation (timm pretrained_cfg); the CRF takes the inputs "
+                "to be in [0, 1]. Pass input_normalization=(mean, std) if they are standardised",
+                stacklevel=3,
+            )
         self.freeze_classifier = bool(freeze_classifier)
         if self.freeze_classifier:
             for p in self._frozen_parameters():
@@ -150,7 +197,7 @@ class FCAM(nn.Module):
         if self.encoder is not None:
             self.encoder.eval()
 
-    def train(self, mode: bool = True) -> FCAM:
+    def train(self, mode: bool = True) -> FCAM:  # the frozen classifier stays in eval mode
         super().train(mode)
         if self.freeze_classifier:
             self._frozen_eval()
@@ -184,13 +231,46 @@ class FCAM(nn.Module):
                 raise WSOLValueError(f"encoder layers {missing} were not run by the classifier's forward pass")
             return out, [store[n] for n in self.layers]
 
-    def forward(self, x: torch.Tensor) -> WSOLOutput:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> WSOLOutput:
         check_ndim(x, "x", 4, "(B, 3, H, W)")
         check_floating(x, "x")
         out, feats = self.features(x)
-        logits = self.decoder(feats, size=x.shape[-2:])
-        fg = torch.softmax(logits, dim=1)[:, 1:2]
-        return WSOLOutput(out.logits, fg, {"decoder_logits": logits, "classifier_cams": out.cams})
+        logits, cams = self._logits_and_cams(out, feats)
+        dec = self.decoder(feats, size=x.shape[-2:])
+        fg_logit = (dec[:, 1] - dec[:, 0])[:, None]  # log(p_fg / p_bg)
+        probs = torch.softmax(dec, dim=1)[:, 1:2]
+        return WSOLOutput(logits, fg_logit, {"probs": probs, "decoder_logits": dec, "classifier_cams": cams})
+
+    def _logits_and_cams(self, out: Any, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(out, WSOLOutput):
+            return out.logits, out.cams
+        logits = out if isinstance(out, torch.Tensor) else getattr(out, "logits", None)
+        if not isinstance(logits, torch.Tensor):
+            raise WSOLTypeError(
+                f"the classifier returned {type(out).__name__}: expected a WSOLOutput, logits or an output with "
+                f"`.logits`"
+            )
+        fc = _last_linear(self.classifier)
+        f = feats[-1]
+        if fc is None or fc.in_features != f.shape[1] or fc.out_features != logits.shape[1]:
+            raise WSOLValueError(
+                f"cannot read the CAM of {type(self.classifier).__name__}: no last linear layer matching its deepest "
+                f"features {tuple(f.shape)} and logits {tuple(logits.shape)}; wrap it with a wsolkit method"
+            )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_classifier):
+            cams = torch.einsum("kc,bchw->bkhw", fc.weight.to(f.dtype), f)  # CAM of Zhou et al.: W_c · F
+        return logits, cams
+
+    def loss(self, output: WSOLOutput, labels: torch.Tensor, x: torch.Tensor | None = None) -> LossOutput:
+        """The objective on one output; ``x`` (the model's input batch) feeds the CRF after un-normalisation."""
+        if self.objective is None:
+            raise WSOLValueError("this FCAM has no `objective`: build it with wsolkit.create_method('fcam', ...)")
+        images = None
+        if getattr(self.objective, "crf", None) is not None:
+            if x is None:
+                raise WSOLValueError("`x` (the input batch) is needed for the CRF term")
+            images = unnormalize_to_255(x.detach(), self.input_normalization)
+        return self.objective(output, labels, images)
 
     def extra_repr(self) -> str:
         src = "module" if self.encoder is not None else f"hooks {self.layers}"
@@ -225,27 +305,23 @@ def _device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def create_fcam(
+def build_decoder(
     classifier: nn.Module,
     decoder_channels: Sequence[int] | None = None,
     encoder: nn.Module | Sequence[str] | None = None,
-    freeze_classifier: bool = True,
-) -> FCAM:
-    """Build :class:`FCAM` with a :class:`~wsolkit.decoders.unet.UNetDecoder` sized from a probe of the encoder.
+) -> UNetDecoder:
+    """A :class:`~wsolkit.decoders.unet.UNetDecoder` sized from a probe of the classifier's encoder features.
 
     Args:
         classifier: the (trained) classifier.
         decoder_channels: decoder stages; default: the last entries of ``(256, 128, 64, 32, 16)``, one stage per
             skip connection plus one more when the shallowest features are below full resolution.
         encoder: as in :class:`FCAM`.
-        freeze_classifier: as in :class:`FCAM`.
 
     Example:
-        >>> from wsolkit.backbones import create_backbone
-        >>> from wsolkit.heads import GAP
-        >>> from wsolkit.models import WSOLModel
-        >>> bb = create_backbone("smallcnn", output_stride=8, width=4)
-        >>> create_fcam(WSOLModel(bb, GAP(bb.out_channels, 2))).decoder.decoder_channels
+        >>> import wsolkit
+        >>> bb = wsolkit.create_backbone("smallcnn", output_stride=8, width=4)
+        >>> build_decoder(wsolkit.create_method("gap", 2, backbone=bb)).decoder_channels
         (64, 32, 16)
     """
     channels, reductions = encoder_channels(classifier, encoder)
@@ -255,5 +331,32 @@ def create_fcam(
         decoder_channels = _DEFAULT_DECODER[-n:] if n <= len(_DEFAULT_DECODER) else (
             _DEFAULT_DECODER + (16,) * (n - len(_DEFAULT_DECODER))
         )
-    decoder = UNetDecoder(channels, decoder_channels).to(_device(classifier))
+    return UNetDecoder(channels, decoder_channels).to(_device(classifier))
+
+
+def create_fcam(
+    classifier: nn.Module,
+    decoder_channels: Sequence[int] | None = None,
+    encoder: nn.Module | Sequence[str] | None = None,
+    freeze_classifier: bool = True,
+) -> FCAM:
+    """Deprecated: use ``wsolkit.create_method("fcam", classifier=classifier, ...)`` (which also sets the
+    objective). This alias builds an :class:`FCAM` without objective."""
+    warnings.warn("create_fcam is deprecated; use wsolkit.create_method('fcam' or 'negev', classifier=...)",
+                  DeprecationWarning, stacklevel=2)
+    decoder = build_decoder(classifier, decoder_channels, encoder)
     return FCAM(classifier, decoder, encoder=encoder, freeze_classifier=freeze_classifier)
+
+
+def _last_linear(model: nn.Module) -> nn.Linear | None:
+    """The classification layer of a timm (``get_classifier``) / torchvision / Hugging Face classifier."""
+    get = getattr(model, "get_classifier", None)
+    if callable(get):
+        fc = get()
+        if isinstance(fc, nn.Linear):
+            return fc
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    return last

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from wsolkit._checks import (
     ShapeError,
     WSOLTypeError,
+    WSOLValueError,
     check_floating,
     check_int,
     check_integer,
@@ -27,8 +28,7 @@ from wsolkit._checks import (
 from wsolkit.decoders.crf import DenseCRFLoss
 from wsolkit.decoders.seeds import seed_map
 from wsolkit.losses.elb import ELB, elb
-from wsolkit.output import WSOLOutput
-from wsolkit.training import IMAGENET_MEAN, IMAGENET_STD
+from wsolkit.output import LossOutput, WSOLOutput
 
 __all__ = ["seed_loss", "size_loss", "negative_evidence_loss", "FCAMLoss", "NEGEVLoss"]
 
@@ -73,29 +73,47 @@ def seed_loss(logits: torch.Tensor, seeds: torch.Tensor, ignore_index: int = 255
     return (ce * valid).sum() / valid.sum().clamp_min(1)
 
 
-def size_loss(probs: torch.Tensor, t: float, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """ELB size constraints ``−Σ S_fg ≤ 0`` and ``−Σ S_bg ≤ 0`` per image, ``ψ_t`` summed over both, mean over images.
+def size_loss(probs: torch.Tensor, barrier: ELB | float, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """ELB size constraints ``−Σ S_fg ≤ 0`` and ``−Σ S_bg ≤ 0`` per image (neither region empty).
+
+    The ``(n, 2)`` constraint values of the kept images go through the barrier, reduced by its own ``reduction``:
+    ``"mean"`` (the default of :class:`~wsolkit.losses.ELB`) averages over images **and** over the two
+    constraints, ``"sum"`` sums both. ``"mean"`` is the reference: ``sbelharbi/fcam-wsol``,
+    ``dlib/losses/fcams.py``, ``MaxSizePositiveFcams.forward`` adds the batch means of the two constraints
+    (its ``ELB.forward`` returns a mean) and multiplies by ½. (Before this release wsolkit summed the two
+    penalties — twice the reference; ``size_weight=2`` reproduces it.) A float ``barrier`` is ``ELB(t0=barrier)``.
 
     Args:
         probs: background/foreground probabilities.
-        t: ELB barrier parameter (see :func:`wsolkit.losses.elb.elb`).
-        keep: images to include (e.g. not the negative class); ``None``: all. 0 when none is kept.
+        barrier: an :class:`~wsolkit.losses.ELB` (its ``t`` and ``reduction`` apply) or a barrier parameter ``t``.
+        keep: images to include (e.g. not the negative class); ``None``: all. 0 (with a graph) when none is kept.
 
     Shape:
         - probs: :math:`(B, 2, H, W)`; keep: :math:`(B,)` bool
 
     Example:
         >>> probs = torch.full((1, 2, 2, 2), 0.5)
-        >>> round(float(size_loss(probs, t=1.0)), 4)  # 2 · (−log 2)
-        -1.3863
+        >>> round(float(size_loss(probs, 1.0)), 4)  # ½ · 2 · (−log 2)
+        -0.6931
     """
     _check_logits(probs, "probs")
     keep = _check_keep(keep, probs.shape[0])
+    if isinstance(barrier, ELB):
+        if barrier.reduction == "none":
+            raise WSOLValueError("`size`: an ELB with reduction='none' gives no scalar loss; use 'mean' or 'sum'")
+        fn = barrier
+    else:
+        t = check_number(barrier, "barrier", low=0.0, low_inclusive=False)
+
+        def fn(z: torch.Tensor) -> torch.Tensor:
+            return elb(z, t).mean()
+
     sums = probs.flatten(2).sum(-1)  # (B, 2)
-    terms = elb(-sums, t).sum(1)
     if keep is not None:
-        return (terms * keep).sum() / keep.sum().clamp_min(1)
-    return terms.mean()
+        if not bool(keep.any()):
+            return probs.sum() * 0.0
+        sums = sums[keep]
+    return fn(-sums)
 
 
 def negative_evidence_loss(logits: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
@@ -119,12 +137,6 @@ def negative_evidence_loss(logits: torch.Tensor, negative: torch.Tensor) -> torc
     return (per_image * negative).sum() / negative.sum().clamp_min(1)
 
 
-def _unstandardize(x: torch.Tensor) -> torch.Tensor:
-    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x * std + mean) * 255.0
-
-
 class FCAMLoss(nn.Module):
     """F-CAM objective over an :class:`~wsolkit.decoders.fcam.FCAM` output: seeds CE + dense CRF + ELB size.
 
@@ -133,7 +145,8 @@ class FCAMLoss(nn.Module):
     Args:
         seeder: an :class:`~wsolkit.decoders.seeds.FCAMSeeder` or :class:`~wsolkit.decoders.seeds.NEGEVSeeder`.
         crf: a :class:`~wsolkit.decoders.crf.DenseCRFLoss` (its ``weight`` is λ) or ``None``.
-        size: an :class:`~wsolkit.losses.elb.ELB` (its ``t`` is used; call ``size.step()`` once per epoch) or ``None``.
+        size: an :class:`~wsolkit.losses.elb.ELB` (its ``t`` and ``reduction`` apply, see :func:`size_loss`; call
+            ``size.step()`` once per epoch) or ``None``.
         seed_weight: weight of the seed CE.
         size_weight: weight of the size term.
 
@@ -158,6 +171,12 @@ class FCAMLoss(nn.Module):
         super().__init__()
         if not isinstance(seeder, nn.Module):
             raise WSOLTypeError(f"`seeder` must be a seeder module, got {type(seeder).__name__}")
+        if crf is not None and not isinstance(crf, DenseCRFLoss):
+            raise WSOLTypeError(f"`crf` must be a DenseCRFLoss or None, got {type(crf).__name__}")
+        if size is not None and not isinstance(size, ELB):
+            raise WSOLTypeError(f"`size` must be a wsolkit.losses.ELB or None, got {type(size).__name__}")
+        if size is not None and size.reduction == "none":
+            raise WSOLValueError("`size`: an ELB with reduction='none' gives no scalar loss; use 'mean' or 'sum'")
         self.seeder = seeder
         self.crf = crf
         self.size = size
@@ -169,8 +188,8 @@ class FCAMLoss(nn.Module):
 
     def forward(
         self, output: WSOLOutput, labels: torch.Tensor, images: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its terms.
+    ) -> LossOutput:
+        """Total loss and its (detached) terms.
 
         Args:
             output: :class:`FCAM` output (``aux["decoder_logits"]``, ``aux["classifier_cams"]``).
@@ -198,19 +217,13 @@ class FCAMLoss(nn.Module):
                 raise WSOLTypeError("`images` (B, 3, H, W) in [0, 255] are required for the CRF term")
             terms["crf"] = self.crf(probs, images)
         if self.size is not None:
-            terms["size"] = self.size_weight * size_loss(probs, self.size.t, keep)
+            terms["size"] = self.size_weight * size_loss(probs, self.size, keep)
         self._extra_terms(logits, negative, terms)
         total = sum(terms.values())
-        return total, terms
+        return LossOutput(total, {k: v.detach() for k, v in terms.items()})
 
     def _extra_terms(self, logits, negative, terms) -> None:
         return None
-
-    def training_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``step_fn`` for :func:`wsolkit.training.fit`: ``x`` are ImageNet-standardised images."""
-        out = model(x)
-        total, _ = self(out, y, _unstandardize(x.detach()) if self.crf is not None else None)
-        return total
 
 
 class NEGEVLoss(FCAMLoss):

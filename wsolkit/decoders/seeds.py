@@ -32,6 +32,7 @@ __all__ = [
     "seed_map",
     "fcam_seeds",
     "negev_seeds",
+    "sampling_weights",
     "FCAMSeeder",
     "NEGEVSeeder",
 ]
@@ -276,6 +277,39 @@ def fcam_seeds(
     return _assemble(fg, bg, cam.shape, dilation, ignore_index)
 
 
+#: sampling weights of :func:`negev_seeds`
+SAMPLERS = ("cam", "reference")
+_REFERENCE_EPS = 1e-6
+
+
+def sampling_weights(cam: torch.Tensor, sampler: str = "cam") -> tuple[torch.Tensor, torch.Tensor]:
+    """Foreground and background sampling weights of :func:`negev_seeds` per pixel (rows of ``cam``).
+
+    - ``"cam"`` (default): foreground ∝ ``cam``, background ∝ ``1 − cam`` — background draws follow the CAM's
+      low regions (the method as the NEGEV paper describes it: background "sampled ∝ low CAM activations").
+    - ``"reference"``: the authors' ``_ProbaSampler`` (``sbelharbi/negev``, the seeding module that defines
+      ``MBProbSeederSLCAMS``):
+      ``c = (cam + ε) / Σ(cam + ε)`` with ``ε = 1e-6``; foreground ∝ ``c``, background ∝ ``1 − c``. As ``c`` sums to
+      1 over ``H·W`` pixels, ``1 − c`` is within ``1/(H·W)`` of 1 everywhere: background draws are nearly uniform
+      over the image (including the object).
+
+    Shape:
+        - cam: :math:`(B, N)` in ``[0, 1]``; outputs: :math:`(B, N)`
+
+    Example:
+        >>> fg, bg = sampling_weights(torch.tensor([[0.0, 1.0]]), "reference")
+        >>> [round(v, 4) for v in bg[0].tolist()]
+        [1.0, 0.0]
+    """
+    if sampler == "cam":
+        return cam, 1.0 - cam
+    if sampler == "reference":
+        c = cam.double() + _REFERENCE_EPS
+        c = c / c.sum(dim=-1, keepdim=True)
+        return c.to(cam.dtype), (1.0 - c).to(cam.dtype)
+    raise WSOLValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
+
+
 def negev_seeds(
     cam: torch.Tensor,
     n_fg: int = 1,
@@ -284,11 +318,13 @@ def negev_seeds(
     dilation: int = 1,
     generator: torch.Generator | None = None,
     ignore_index: int = 255,
+    sampler: str = "cam",
 ) -> torch.Tensor:
     """NEGEV probability seeds: foreground drawn ∝ CAM, background ∝ 1 − CAM (optionally among the lowest ``min_p``).
 
     Draws are without replacement (fewer when fewer pixels have a positive probability); both sets are dilated
-    with a ``dilation`` square and pixels drawn as both become ``ignore_index``.
+    with a ``dilation`` square and pixels drawn as both become ``ignore_index``. ``sampler="reference"`` uses the
+    authors' nearly uniform background weights instead (see :func:`sampling_weights`).
 
     Args:
         cam: normalised CAMs (see :func:`seed_map`).
@@ -298,6 +334,7 @@ def negev_seeds(
         dilation: dilation kernel size of the seeds (1: none).
         generator: random generator on ``cam``'s device.
         ignore_index: label of unseeded pixels.
+        sampler: ``"cam"`` or ``"reference"`` (:func:`sampling_weights`).
 
     Returns:
         Seeds, int64 in ``{0, 1, ignore_index}``.
@@ -314,8 +351,8 @@ def negev_seeds(
     _check_cam(cam)
     _check_counts(n_fg, n_bg, min_p, dilation)
     flat = cam.flatten(1)
-    fg = _sample(flat, n_fg, generator)
-    wbg = 1.0 - flat
+    wfg, wbg = sampling_weights(flat, sampler)
+    fg = _sample(wfg, n_fg, generator)
     if min_p is not None:
         wbg = wbg * _lowest(flat, min_p).to(flat.dtype)
     bg = _sample(wbg, n_bg, generator)
@@ -402,9 +439,13 @@ class NEGEVSeeder(_Seeder):
         dilation: int = 1,
         seed: int = 0,
         ignore_index: int = 255,
+        sampler: str = "cam",
     ):
         super().__init__(seed, ignore_index)
         _check_counts(n_fg, n_bg, min_p, dilation)
+        if sampler not in SAMPLERS:
+            raise WSOLValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
+        self.sampler = sampler
         self.n_fg, self.n_bg = n_fg, n_bg
         self.min_p = None if min_p is None else float(min_p)
         self.dilation = dilation
@@ -412,8 +453,10 @@ class NEGEVSeeder(_Seeder):
     def forward(self, cam: torch.Tensor) -> torch.Tensor:
         check_tensor(cam, "cam")
         return negev_seeds(
-            cam, self.n_fg, self.n_bg, self.min_p, self.dilation, self.generator(cam.device), self.ignore_index
+            cam, self.n_fg, self.n_bg, self.min_p, self.dilation, self.generator(cam.device), self.ignore_index,
+            self.sampler,
         )
 
     def extra_repr(self) -> str:
-        return f"n_fg={self.n_fg}, n_bg={self.n_bg}, min_p={self.min_p}, dilation={self.dilation}, seed={self.seed}"
+        return (f"n_fg={self.n_fg}, n_bg={self.n_bg}, min_p={self.min_p}, dilation={self.dilation}, seed={self.seed}, "
+                f"sampler={self.sampler!r}")

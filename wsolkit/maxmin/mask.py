@@ -27,6 +27,12 @@ def maxmin_mask(
     ``R⁺ = sigmoid(ω·(T↑ − σ′))`` (eq. 11). Differentiable w.r.t. ``cams`` and ``logits``; detach the inputs for
     the paper's deterministic variant.
 
+    Departure from the authors' code (``sbelharbi/wsol-min-max-entropy-interpretability``, ``deepmil/models.py``,
+    ``ResNet.get_pseudo_binary_mask``): it min-max normalises ``T↑`` over the whole batch, so one image's mask
+    depends on the other images of its batch (and on the batch size); wsolkit normalises per sample, which makes
+    the mask a function of the image alone (identical in training, inference and any batching). The reference also
+    upsamples with ``align_corners=True``; wsolkit uses the protocol's ``align_corners=False``.
+
     Args:
         cams: class maps ``A`` of the localizer.
         logits: class scores of the localizer (``p̂ˢ`` is their softmax).

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -14,52 +14,59 @@ from wsolkit._checks import (
     ShapeError,
     WSOLTypeError,
     WSOLValueError,
-    check_choice,
     check_floating,
     check_int,
     check_labels,
     check_ndim,
     check_number,
 )
-from wsolkit.heads import create_head, list_heads
 from wsolkit.losses.elb import ELB
+from wsolkit.maxmin._bn import BNStats, batch_stats_only, batchnorm_layers, cumulative
 from wsolkit.maxmin.losses import localizer_ce, negative_uniform_ce, positive_ce, size_prior
 from wsolkit.maxmin.mask import maxmin_mask
 from wsolkit.maxmin.trust import accumulate_mask, trust_coefficients
-from wsolkit.models import WSOLModel
-from wsolkit.output import WSOLOutput
+from wsolkit.method import WSOLMethod
+from wsolkit.output import LossOutput, WSOLOutput
 
-__all__ = ["MaxMin", "build_maxmin", "maxmin_train_step", "WILDCAT_DEFAULTS"]
+__all__ = ["MaxMin", "maxmin_train_step"]
 
-#: Head hyper-parameters of the paper (App. B.2): 5 modalities, k⁺ = k⁻ = 0.09, α = 0, dropout 0.75 (GlaS).
-WILDCAT_DEFAULTS: dict[str, Any] = {"modalities": 5, "kmax": 0.09, "kmin": 0.09, "alpha": 0.0, "dropout": 0.75}
-
-_STAGES = ("infer", "localizer", "classifier")
+_PASSES = ("localizer", "erased", "classifier")
 
 
-class MaxMin(nn.Module):
-    """Localizer ``M`` + classifier ``C`` of the min-max entropy framework.
+class MaxMin(WSOLMethod):
+    """Localizer ``M`` + classifier ``C`` of the min-max entropy framework (build it with
+    ``wsolkit.create_method("maxmin", K, backbone=...)``).
 
     Inference (``forward(x)``): ``M(x)`` gives class maps ``A`` and posteriors ``p̂ˢ``; the mask
     ``R⁺ = sigmoid(ω(T↑ − σ′))`` (eqs. 10-11, :func:`~wsolkit.maxmin.maxmin_mask`); ``C`` classifies ``x ⊙ R⁺``.
-    Training (:meth:`train_step`): recursive erasing with trust coefficients (eqs. 12-14, Alg. 1) builds the
-    accumulated mask ``R⁺*``; the loss is eq. 9 (eq. 3 on ``x⊙R⁺*``, eq. 6 on ``x⊙R⁻*``, eq. 8 on ``x`` and on the
-    trusted erased images), plus optional TMI size priors.
+    ``labels`` are not used at inference (no erasing runs, Sec. 3.4).
 
-    Trust at ``t = 0`` and inference: eq. 13 holds "∀t ≥ 0", so in training the first mask enters ``R⁺*``
-    scaled by ``Ψ(0, i) = p̂ˢ(y_i|x_i)`` (0 when ``M`` misclassifies ``x_i``), as in Alg. 1; this is kept. At
-    inference no label is known and no erasing runs (Sec. 3.4, Fig. 2): ``C`` classifies ``x ⊙ R⁺`` (eq. 3 with
-    eq. 11's mask). The scale difference vanishes as eq. 8 drives ``p̂ˢ(y|x) → 1``; measured on synthetic GlaS,
-    neither rescaling the inference mask by the label-free ``max_k p̂ˢ(k|x)`` nor dropping the scale in training
-    helped ``C``'s accuracy — the gap came from the batch-norm statistics below.
+    Training (:meth:`training_steps`, a generator): recursive erasing with trust coefficients (eqs. 12-14, Alg. 1)
+    builds the accumulated mask ``R⁺*``; eq. 8 is yielded once per erasing step ``t = 0..u`` and the classifier's
+    terms (eq. 3 on ``x⊙R⁺*``, eq. 6 on ``x⊙R⁻*``, optional TMI size priors) in a final step. Back-propagate each
+    step before asking for the next: the graph of step ``t`` is freed before step ``t + 1`` is built, so memory does
+    not grow with ``u``.
+
+    Trust at ``t = 0`` (``trust_at_zero``): eq. 13 holds "∀t ≥ 0", so by default the first mask enters ``R⁺*``
+    scaled by ``Ψ(0, i) = p̂ˢ(y_i|x_i)`` (0 when ``M`` misclassifies ``x_i``), as in Alg. 1 — the paper is the
+    spec. The authors' code (``sbelharbi/wsol-min-max-entropy-interpretability``, ``deepmil/models.py``,
+    ``ResNet.forward`` with ``code=None``, its ``u = 0`` path) classifies ``x·R⁺`` and ``x·(1 − R⁺)`` without Ψ:
+    ``trust_at_zero=False`` does that when ``u = 0`` (with ``u >= 1`` the erasing loop of Alg. 1 runs and Ψ applies).
+    Masks are min-max normalised per sample (the reference's ``ResNet.get_pseudo_binary_mask`` normalises over the
+    whole batch, so a sample's mask depends on the other images of its batch; see :func:`maxmin_mask`).
 
     Batch-norm statistics: ``M`` sees ``x`` and ``C`` sees ``x⊙R⁺``, two different input distributions. When the
-    two networks share batch-norm layers (the shared backbone of :func:`build_maxmin`), ``C`` keeps its own running
-    statistics of those layers (buffers ``classifier_bn_stats.*``, in the state dict) and every pass of ``C``
-    (training and inference) runs inside :meth:`classifier_statistics`; ``M`` keeps the layers' own. With one
-    mixed set of statistics the eval-mode ``C`` normalised ``x⊙R⁺`` with statistics pooled over ``x`` and
-    ``x⊙R⁺`` and its accuracy fell far below the training-mode one. After training, call
-    :meth:`recalibrate_statistics` so that each network's statistics are exact averages over its inference inputs.
+    two networks share batch-norm layers (the shared backbone of the default factory), ``C`` keeps its own running
+    statistics of those layers (buffers ``classifier_bn_stats.*``, in the state dict) and every pass of ``C`` runs
+    inside :meth:`classifier_statistics`; ``M`` keeps the layers' own. Running statistics are updated only by the
+    passes inference also makes (``M`` on ``x``, ``C`` on ``x ⊙ R⁺*``); erased images and ``x ⊙ R⁻*`` are normalised
+    with their batch statistics without updating them. After training, :meth:`recalibrate_statistics` (called by
+    :func:`wsolkit.training.fit`) makes each network's statistics exact averages over its inference inputs.
+
+    Distributed: run ``wsolkit.training.training_steps(ddp_model, x, y)`` (or ``training_steps(x, y,
+    forward=ddp_model)``) with a ``DistributedDataParallel(model, find_unused_parameters=True)``: every forward
+    pass goes through the wrapper, the localizer steps run under ``no_sync()`` and the final step all-reduces the
+    accumulated gradients once. ``detach_mask=False`` is not supported under DDP.
 
     Args:
         localizer: ``M``, a module ``x -> WSOLOutput`` (e.g. :class:`~wsolkit.models.WSOLModel`).
@@ -70,25 +77,28 @@ class MaxMin(nn.Module):
         sigma_prime: sigmoid offset σ′ of eq. 11 (paper: 0.5).
         detach_mask: ``True`` (paper): the mask is input data for ``C``, ``M`` learns from eq. 8 only.
             ``False`` (TMI variant): gradients of ``C``'s losses (and size priors) reach ``M`` through the mask of
-            step 0 (the erasing steps' masks stay detached).
+            step 0 (the erasing steps' masks stay detached); eq. 8 of step 0 then joins the final step.
         weights: ``(w⁺, w⁻, wˢ)`` of eq. 9.
         size_prior: an :class:`~wsolkit.losses.ELB` on ``−ΣR⁺*`` and ``−ΣR⁻*`` (needs ``detach_mask=False``);
             call ``size_prior.step()`` once per epoch.
         size_weight: weight of the size priors.
+        trust_at_zero: scale the mask of step 0 by ``Ψ(0, ·)`` (paper, default). ``False``: the authors' code at
+            ``u = 0`` (no effect when ``u >= 1``).
 
     Shape:
         - input: :math:`(B, 3, H, W)`
-        - logits: :math:`(B, C)` (``C`` on ``x⊙R⁺``); cams: :math:`(B, C, h, w)` (the localizer's class maps);
-          ``aux["mask"]``: :math:`(B, H, W)` (``R⁺``), ``aux["localizer_logits"]``: :math:`(B, C)`,
+        - logits: :math:`(B, K)` (``C`` on ``x⊙R⁺``); cams: :math:`(B, K, h, w)` (the localizer's class maps);
+          ``aux["mask"]``: :math:`(B, H, W)` (``R⁺``), ``aux["localizer_logits"]``: :math:`(B, K)`,
           ``aux["classifier_cams"]``: the classifier's maps on ``x⊙R⁺``.
 
     Example:
-        >>> from wsolkit.backbones import create_backbone
-        >>> model = build_maxmin(create_backbone("smallcnn", output_stride=8, width=8), num_classes=2, head="gap")
+        >>> import wsolkit
+        >>> model = wsolkit.create_method("maxmin", 2, backbone="smallcnn", head="gap", u=1)
         >>> x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
-        >>> logs = model.train_step(x, y)  # gradients are now in model.parameters()
-        >>> sorted(logs)[:3], model(x).aux["mask"].shape
-        (['loc', 'loc_erasing', 'loss'], torch.Size([2, 32, 32]))
+        >>> for step in model.training_steps(x, y):  # u + 1 = 2 localizer steps, then the classifier's
+        ...     step.total.backward()
+        >>> model(x).aux["mask"].shape
+        torch.Size([2, 32, 32])
     """
 
     def __init__(
@@ -103,6 +113,7 @@ class MaxMin(nn.Module):
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         size_prior: ELB | None = None,
         size_weight: float = 1.0,
+        trust_at_zero: bool = True,
     ):
         super().__init__()
         for name, m in (("localizer", localizer), ("classifier", classifier)):
@@ -115,9 +126,11 @@ class MaxMin(nn.Module):
         self.sigma = check_number(sigma, "sigma", low=0.0, low_inclusive=False)
         self.omega = check_number(omega, "omega", low=0.0, low_inclusive=False)
         self.sigma_prime = check_number(sigma_prime, "sigma_prime")
-        if not isinstance(detach_mask, bool):
-            raise WSOLTypeError(f"`detach_mask` must be a bool, got {type(detach_mask).__name__}")
+        for name, flag in (("detach_mask", detach_mask), ("trust_at_zero", trust_at_zero)):
+            if not isinstance(flag, bool):
+                raise WSOLTypeError(f"`{name}` must be a bool, got {type(flag).__name__}")
         self.detach_mask = detach_mask
+        self.trust_at_zero = trust_at_zero
         if len(tuple(weights)) != 3:
             raise WSOLValueError(f"`weights` must be (w_pos, w_neg, w_loc), got {weights!r}")
         self.weights = tuple(check_number(w, f"weights[{i}]", low=0.0) for i, w in enumerate(weights))
@@ -128,14 +141,10 @@ class MaxMin(nn.Module):
                 raise WSOLValueError("`size_prior` acts on the localizer through the mask: use detach_mask=False")
         self.size_prior = size_prior
         self.size_weight = check_number(size_weight, "size_weight", low=0.0)
-        # Batch-norm layers shared by M and C (shared backbone) keep one set of running statistics per network:
-        # M normalises x, C normalises x⊙R⁺, two different input distributions.
+        # Batch-norm layers shared by M and C (shared backbone) keep one set of running statistics per network.
         loc_ids = {id(m) for m in localizer.modules()}
-        self._shared_bns = [
-            m for m in classifier.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and id(m) in loc_ids
-        ]
-        self.classifier_bn_stats = _BNStats(self._shared_bns)
+        self._shared_bns = [m for m in batchnorm_layers(classifier) if id(m) in loc_ids]
+        self.classifier_bn_stats = BNStats(self._shared_bns)
 
     def mask(self, out: WSOLOutput, size: tuple[int, int], detach: bool = True) -> torch.Tensor:
         """``R⁺`` (eqs. 10-11) from a localizer output, ``(B, 1, H, W)``."""
@@ -148,8 +157,8 @@ class MaxMin(nn.Module):
     def classifier_statistics(self):
         """Within this context the batch-norm layers shared with ``M`` use (and update) ``C``'s own statistics.
 
-        ``C`` is always run inside it by :meth:`forward` and :func:`maxmin_train_step`; use it when calling
-        ``model.classifier`` directly. No effect when ``M`` and ``C`` share no batch-norm layer.
+        :meth:`forward` runs ``C`` inside it; use it when calling ``model.classifier`` directly. No effect when
+        ``M`` and ``C`` share no batch-norm layer.
         """
         with self.classifier_bn_stats.swapped(self._shared_bns):
             yield
@@ -161,8 +170,7 @@ class MaxMin(nn.Module):
         First ``M``'s statistics from ``M(x)``, then ``C``'s from ``C(x ⊙ R⁺)`` with ``R⁺`` of the recalibrated
         eval-mode ``M`` — the inputs inference feeds to each network. Only batch-norm layers change (other layers,
         e.g. dropout, stay in eval mode); the training mode is restored. Useful after short trainings, where the
-        exponential running averages lag behind fast-changing weights (measured: eval accuracy 55-80 % vs 97-99 %
-        with batch statistics after 30 steps).
+        exponential running averages lag behind fast-changing weights.
 
         Args:
             images: standardised images (the inputs of :meth:`forward`).
@@ -175,59 +183,44 @@ class MaxMin(nn.Module):
         batch_size = check_int(batch_size, "batch_size", low=1)
         was_training = self.training
         self.eval()
-
-        def bns(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-            return [m for m in module.modules()
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-
-        @contextlib.contextmanager
-        def cumulative(layers: list[nn.modules.batchnorm._BatchNorm]):
-            momenta = [m.momentum for m in layers]
-            for m in layers:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average
-                m.train()
-            try:
-                yield
-            finally:
-                for m, mom in zip(layers, momenta, strict=True):
-                    m.momentum = mom
-                    m.eval()
-
         batches = [images[i : i + batch_size] for i in range(0, images.shape[0], batch_size)]
         try:
-            with cumulative(bns(self.localizer)):
+            with cumulative(batchnorm_layers(self.localizer)):
                 for xb in batches:
                     self.localizer(xb)
             masked = []
             for xb in batches:
                 r = self.mask(self.localizer(xb), tuple(xb.shape[-2:]))
                 masked.append(xb * r.to(xb.dtype))
-            with self.classifier_statistics(), cumulative(bns(self.classifier)):
+            with self.classifier_statistics(), cumulative(batchnorm_layers(self.classifier)):
                 for z in masked:
                     self.classifier(z)
         finally:
             self.train(was_training)
 
-    def forward(self, x: torch.Tensor, *more: torch.Tensor, stage: str = "infer") -> Any:
-        """Inference (``stage="infer"``) → :class:`WSOLOutput`.
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, *, _pass: str | None = None,
+        _negative: torch.Tensor | None = None,
+    ) -> Any:
+        """Inference → :class:`WSOLOutput` (``labels`` are ignored: no erasing at inference).
 
-        Training stages used by :func:`maxmin_train_step` (so that DDP sees one forward per pass): ``"localizer"``
-        → ``M(x)``, or ``M(more[0])`` for an erased image (batch-norm statistics not updated); ``"classifier"`` →
-        ``(C(x), C(more[0]), ...)`` (only ``C(x)`` updates batch-norm statistics).
+        ``_pass`` is private: :meth:`training_steps` routes its passes through ``forward`` so that a DDP wrapper
+        sees every one of them (``"localizer"``: ``M(x)``; ``"erased"``: ``M(x*)`` without updating batch-norm
+        statistics; ``"classifier"``: ``(C(x⊙R⁺*), C(x⊙R⁻*))``, only the first updating statistics).
         """
-        stage = check_choice(stage, "stage", _STAGES)
         _check_images(x, "x")
-        if stage == "localizer":  # more = (), or (x*,) for an erasing step: batch statistics only
-            if more:
-                with _batch_stats_only(self.localizer):
-                    return self.localizer(more[0])
-            return self.localizer(x)
-        if stage == "classifier":  # C(x⊙R⁺) updates the BN statistics; C(x⊙R⁻) uses batch statistics only
+        if _pass is not None:
+            if _pass not in _PASSES:
+                raise WSOLValueError(f"`_pass` must be one of {_PASSES}, got {_pass!r}")
+            if _pass == "localizer":
+                return self.localizer(x)
+            if _pass == "erased":
+                with batch_stats_only(self.localizer):
+                    return self.localizer(x)
             with self.classifier_statistics():
                 first = self.classifier(x)
-                with _batch_stats_only(self.classifier):
-                    return (first, *(self.classifier(z) for z in more))
+                with batch_stats_only(self.classifier):
+                    return first, self.classifier(_negative)
         loc = self.localizer(x)
         r = self.mask(loc, tuple(x.shape[-2:]), detach=True)
         with self.classifier_statistics():
@@ -238,252 +231,134 @@ class MaxMin(nn.Module):
         aux = {"mask": r[:, 0], "localizer_logits": loc.logits, "classifier_cams": out.cams}
         return WSOLOutput(out.logits, loc.cams, aux)
 
+    def training_steps(
+        self, x: torch.Tensor, labels: torch.Tensor, *, forward: Callable[..., Any] | None = None
+    ) -> Iterator[LossOutput]:
+        """Recursive erasing (Alg. 1) as a generator: one :class:`LossOutput` per localizer step, then ``C``'s.
+
+        For ``t = 0..u``: forward the current image ``x*`` in ``M``; compute ``R⁺ᵗ`` and the trusts ``Ψ(t, ·)``
+        (eqs. 13-14); yield eq. 8 of step ``t`` (terms ``loc`` at ``t = 0``, ``loc_erasing`` after) — at ``t = 0``
+        for every sample (eq. 9), at ``t >= 1`` only for samples with ``Ψ(t, i) ≠ 0`` (Alg. 1, l. 10-12), always
+        normalised by the batch size (Alg. 1, l. 23); ``R⁺* ← max(R⁺*, Ψ·R⁺ᵗ)`` (eq. 12); ``x* ← x* ⊙ (1 − R⁺*)``.
+        At ``t >= 1`` only the still-trusted samples are forwarded; the loop stops after ``t = u`` or as soon as
+        every trust is 0 (a zero trust stays zero). The final step yields ``w⁺·eq. 3 + w⁻·eq. 6`` on
+        ``x ⊙ R⁺*`` / ``x ⊙ R⁻*`` (terms ``pos``, ``neg``; ``size`` with a size prior; ``loc`` when
+        ``detach_mask=False`` defers eq. 8 of step 0 to it). So at most ``u + 2`` steps are yielded.
+
+        Args:
+            x: standardised images.
+            labels: image classes.
+            forward: the callable running the forward passes (a DDP wrapper of this model): the localizer steps
+                are then computed and back-propagated under its ``no_sync()``.
+
+        Shape:
+            - x: :math:`(B, 3, H, W)`; labels: :math:`(B,)`
+        """
+        run = self if forward is None else forward
+        no_sync = getattr(run, "no_sync", None) if run is not self else None
+        if no_sync is not None and not self.detach_mask:
+            raise WSOLValueError("detach_mask=False is not supported under DistributedDataParallel")
+        no_sync = no_sync if no_sync is not None else contextlib.nullcontext
+        _check_images(x, "x")
+        if not (isinstance(labels, torch.Tensor) and labels.ndim == 1 and labels.shape[0] == x.shape[0]):
+            raise ShapeError(f"`labels` must have shape ({x.shape[0]},), got "
+                             f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
+        w_pos, w_neg, w_loc = self.weights
+        b, size = x.shape[0], tuple(x.shape[-2:])
+        acc = x.new_zeros((b, 1, *size), dtype=torch.float32)
+        x_star = x
+        alive = loss0 = deferred = None
+        for t in range(self.u + 1):
+            # t >= 1: only the samples still trusted are forwarded (a zero trust stays zero, Alg. 1 is per sample)
+            idx = None if t == 0 else alive.nonzero()[:, 0]
+            y_t = labels if idx is None else labels[idx]
+            with no_sync():
+                out = run(x_star, _pass="localizer") if idx is None else run(x_star[idx], _pass="erased")
+                if t == 0:
+                    check_labels(labels, "labels", b, out.logits.shape[1])
+                ce = localizer_ce(out.logits, y_t, reduction="none")
+                psi_t, alive_t = trust_coefficients(
+                    out.logits, y_t, t, self.sigma, None if idx is None else loss0[idx]
+                )
+                if t == 0 and self.u == 0 and not self.trust_at_zero:  # the authors' u = 0 path: x·R⁺, no Ψ
+                    psi_t = torch.ones_like(psi_t)
+                keep_graph = t == 0 and not self.detach_mask
+                r = self.mask(out, size, detach=not keep_graph)
+                if t == 0:
+                    loss0 = ce.detach()
+                    loss_t = w_loc * ce.mean()
+                    step = LossOutput(loss_t, {"loc": loss_t.detach()})
+                else:
+                    loss_t = w_loc * (ce * (psi_t > 0).to(ce.dtype)).sum() / b
+                    step = LossOutput(loss_t, {"loc_erasing": loss_t.detach()})
+                del out, ce
+                if keep_graph:
+                    deferred = loss_t  # joins C's losses (the graph of step 0 reaches the mask)
+                else:
+                    yield step
+                del step, loss_t
+            if idx is None:
+                acc, alive = accumulate_mask(acc, r, psi_t), alive_t
+            else:
+                acc = acc.clone()
+                acc[idx] = accumulate_mask(acc[idx], r, psi_t)
+                alive = torch.zeros_like(alive).index_fill_(0, idx[alive_t], True)
+            del r
+            if not bool(alive.any()):
+                break
+            if t < self.u:
+                x_star = x_star * (1.0 - acc.detach()).to(x.dtype)
+        out_pos, out_neg = run(x * acc.to(x.dtype), _pass="classifier", _negative=x * (1.0 - acc).to(x.dtype))
+        pos = positive_ce(out_pos.logits, labels)
+        neg = negative_uniform_ce(out_neg.logits)
+        total = w_pos * pos + w_neg * neg
+        terms = {"pos": pos.detach(), "neg": neg.detach()}
+        if self.size_prior is not None:
+            size_term = self.size_weight * size_prior(acc, self.size_prior)
+            total = total + size_term
+            terms["size"] = size_term.detach()
+        if deferred is not None:
+            total = total + deferred
+            terms["loc"] = deferred.detach()
+        del out_pos, out_neg, deferred
+        yield LossOutput(total, terms)
+
     def train_step(
         self, x: torch.Tensor, labels: torch.Tensor, scaler: torch.amp.GradScaler | None = None
     ) -> dict[str, torch.Tensor]:
-        """One training step (see :func:`maxmin_train_step`); gradients are accumulated into the parameters."""
-        return maxmin_train_step(self, x, labels, scaler)
+        """Deprecated: use ``for step in model.training_steps(x, y): step.total.backward()``."""
+        warnings.warn("MaxMin.train_step is deprecated; iterate model.training_steps(x, y) and call "
+                      "step.total.backward() on each step", DeprecationWarning, stacklevel=2)
+        return _run_steps(self.training_steps(x, labels), scaler)
 
     def extra_repr(self) -> str:
         return (f"u={self.u}, sigma={self.sigma}, omega={self.omega}, sigma_prime={self.sigma_prime}, "
-                f"detach_mask={self.detach_mask}, weights={self.weights}")
+                f"detach_mask={self.detach_mask}, weights={self.weights}, trust_at_zero={self.trust_at_zero}")
+
+
+def _run_steps(steps: Iterator[LossOutput], scaler: torch.amp.GradScaler | None) -> dict[str, torch.Tensor]:
+    logs: dict[str, torch.Tensor] = {}
+    total = 0.0
+    for step in steps:
+        (scaler.scale(step.total) if scaler is not None else step.total).backward()
+        total += float(step.total.detach())
+        for k, v in step.terms.items():
+            logs[k] = logs.get(k, 0.0) + v
+    logs["loss"] = torch.tensor(total)
+    return logs
 
 
 def maxmin_train_step(
-    model: nn.Module,
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    scaler: torch.amp.GradScaler | None = None,
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, scaler: torch.amp.GradScaler | None = None
 ) -> dict[str, torch.Tensor]:
-    """One MaxMin training step with recursive erasing (Alg. 1); gradients accumulate in the parameters.
-
-    For ``t = 0..u``: forward the current image ``x*`` in ``M``; compute ``R⁺ᵗ`` and the trusts ``Ψ(t, ·)``
-    (eqs. 13-14); back-propagate eq. 8 at once (the graph of step ``t`` is freed before step ``t+1``, so memory
-    does not grow with ``u``) — at ``t = 0`` for every sample (eq. 9), at ``t >= 1`` only for samples with
-    ``Ψ(t, i) ≠ 0`` (Alg. 1, l. 10-12); ``R⁺* ← max(R⁺*, Ψ·R⁺ᵗ)`` (eq. 12); ``x* ← x* ⊙ (1 − R⁺*)``. Stops
-    after ``t = u`` or as soon as every trust is 0 (a zero trust stays zero). Then ``C`` classifies
-    ``x ⊙ R⁺*`` (eq. 3) and ``x ⊙ R⁻*`` (eq. 6). Every loss is a batch mean (Alg. 1, l. 23). At ``t >= 1``
-    only the still-trusted samples are forwarded. As eqs. 12-14 hold for ``t >= 0``, ``R⁺*`` starts as
-    ``p̂ˢ(y|x)·R⁺⁰`` and stays empty for a sample the localizer misclassifies on ``x``.
-
-    Batch-norm running statistics are updated only by the passes inference also makes (``M`` on ``x``, ``C`` on
-    ``x ⊙ R⁺*``); the erased images and ``x ⊙ R⁻*`` are normalised with their batch statistics without updating
-    them (otherwise the statistics drift towards erased images and the eval-mode localizer degrades with ``u``).
-    Layers shared by ``M`` and ``C`` keep one set of running statistics per network
-    (:meth:`MaxMin.classifier_statistics`).
-
-    The caller runs ``optimizer.zero_grad()`` before and ``optimizer.step()`` (or ``scaler.step(optimizer)``;
-    ``scaler.update()``) after. With a :class:`torch.amp.GradScaler` every backward pass is scaled.
-
-    Distributed: pass the ``DistributedDataParallel`` wrapper of a :class:`MaxMin` (built with
-    ``find_unused_parameters=True``); the localizer's backward passes run under ``no_sync()`` and the final pass
-    all-reduces the accumulated gradients once, so they are identical on all ranks. (``detach_mask=False`` is not
-    supported under DDP.)
-
-    Args:
-        model: a :class:`MaxMin` or a DDP wrapper of one.
-        x: standardised images.
-        labels: image classes.
-        scaler: optional gradient scaler.
-
-    Returns:
-        Detached scalars: ``loss`` (sum of all back-propagated terms), ``pos`` (eq. 3), ``neg`` (eq. 6), ``loc``
-        (eq. 8 at ``t = 0``), ``loc_erasing`` (eq. 8 summed over trusted erasing steps), ``size``, ``steps``
-        (localizer forwards run), ``trusted`` (fraction of samples with non-zero trust at the last step).
-
-    Shape:
-        - x: :math:`(B, 3, H, W)`; labels: :math:`(B,)`
-    """
+    """Deprecated: use ``for step in wsolkit.training.training_steps(model, x, y): step.total.backward()``."""
+    warnings.warn("maxmin_train_step is deprecated; iterate wsolkit.training.training_steps(model, x, y) and call "
+                  "step.total.backward() on each step", DeprecationWarning, stacklevel=2)
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     core = model.module if ddp else model
     if not isinstance(core, MaxMin):
         raise WSOLTypeError(f"`model` must be a MaxMin (or a DDP wrapper of one), got {type(core).__name__}")
-    if ddp and not core.detach_mask:
-        raise WSOLValueError("detach_mask=False is not supported under DistributedDataParallel")
-    _check_images(x, "x")
-    if not (isinstance(labels, torch.Tensor) and labels.ndim == 1 and labels.shape[0] == x.shape[0]):
-        raise ShapeError(f"`labels` must have shape ({x.shape[0]},), got "
-                         f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
-    no_sync = model.no_sync if ddp else contextlib.nullcontext
-    w_pos, w_neg, w_loc = core.weights
-    b, size = x.shape[0], tuple(x.shape[-2:])
-
-    def backward(loss: torch.Tensor) -> None:
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-
-    acc = x.new_zeros((b, 1, *size), dtype=torch.float32)
-    x_star = x
-    alive = loss0 = deferred = None
-    loc_erasing = torch.zeros((), device=x.device)
-    steps = 0
-    for t in range(core.u + 1):
-        # t >= 1: only the samples still trusted are forwarded (a zero trust stays zero, Alg. 1 is per sample)
-        idx = None if t == 0 else alive.nonzero()[:, 0]
-        y_t = labels if idx is None else labels[idx]
-        with no_sync():
-            out = model(x_star, stage="localizer") if idx is None else model(x, x_star[idx], stage="localizer")
-            if t == 0:
-                check_labels(labels, "labels", b, out.logits.shape[1])
-            ce = localizer_ce(out.logits, y_t, reduction="none")
-            psi_t, alive_t = trust_coefficients(
-                out.logits, y_t, t, core.sigma, None if idx is None else loss0[idx]
-            )
-            steps += 1
-            if t == 0:
-                loss0 = ce.detach()
-                loss_t = w_loc * ce.mean()
-            else:
-                loss_t = w_loc * (ce * (psi_t > 0).to(ce.dtype)).sum() / b
-                loc_erasing = loc_erasing + loss_t.detach()
-            keep_graph = t == 0 and not core.detach_mask
-            r = core.mask(out, size, detach=not keep_graph)
-            if keep_graph:
-                deferred = loss_t  # back-propagated with C's losses (graph of step 0 reaches the mask)
-            elif t == 0 or bool(alive_t.any()):
-                backward(loss_t)
-        if idx is None:
-            acc, alive = accumulate_mask(acc, r, psi_t), alive_t
-        else:
-            acc = acc.clone()
-            acc[idx] = accumulate_mask(acc[idx], r, psi_t)
-            alive = torch.zeros_like(alive).index_fill_(0, idx[alive_t], True)
-        del out, ce, r
-        if not bool(alive.any()):
-            break
-        if t < core.u:
-            x_star = x_star * (1.0 - acc.detach()).to(x.dtype)
-    out_pos, out_neg = model(x * acc.to(x.dtype), x * (1.0 - acc).to(x.dtype), stage="classifier")
-    pos = positive_ce(out_pos.logits, labels)
-    neg = negative_uniform_ce(out_neg.logits)
-    total_c = w_pos * pos + w_neg * neg
-    size_term = torch.zeros((), device=x.device)
-    if core.size_prior is not None:
-        size_term = core.size_weight * size_prior(acc, core.size_prior)
-        total_c = total_c + size_term
-    loc0 = (deferred if deferred is not None else torch.zeros((), device=x.device))
-    backward(total_c + loc0)
-    with torch.no_grad():
-        loc_val = w_loc * loss0.mean()
-        logs = {
-            "loss": (total_c.detach() + loc_val + loc_erasing).float(),
-            "pos": pos.detach(),
-            "neg": neg.detach(),
-            "loc": loc_val,
-            "loc_erasing": loc_erasing,
-            "size": size_term.detach(),
-            "steps": torch.tensor(float(steps)),
-            "trusted": alive.float().mean(),
-        }
-    return logs
-
-
-def build_maxmin(
-    backbone: nn.Module,
-    num_classes: int,
-    head: str | None = None,
-    head_kwargs: dict[str, Any] | None = None,
-    share_backbone: bool = True,
-    classifier_backbone: nn.Module | None = None,
-    **kwargs: Any,
-) -> MaxMin:
-    """Build a :class:`MaxMin` from a backbone and a registered head for both ``M`` and ``C``.
-
-    Args:
-        backbone: feature extractor of the localizer (``.out_channels`` is used for the heads).
-        num_classes: classes C.
-        head: registry name; ``None`` → ``"wildcat"`` with :data:`WILDCAT_DEFAULTS` (the paper's head) when it is
-            registered, else ``"gap"`` (with a warning).
-        head_kwargs: head hyper-parameters (default: :data:`WILDCAT_DEFAULTS` for ``"wildcat"``, none otherwise).
-        share_backbone: ``M`` and ``C`` use the same backbone module (the paper's setting).
-        classifier_backbone: a separate backbone for ``C`` (only with ``share_backbone=False``; default: a deep
-            copy of ``backbone``). Its width must match.
-        **kwargs: :class:`MaxMin` arguments (``u``, ``sigma``, ``omega``, ...).
-
-    Example:
-        >>> from wsolkit.backbones import create_backbone
-        >>> m = build_maxmin(create_backbone("smallcnn", output_stride=8, width=8), 2, head="gap", u=0)
-        >>> m(torch.zeros(1, 3, 32, 32)).logits.shape
-        torch.Size([1, 2])
-    """
-    num_classes = check_int(num_classes, "num_classes", low=1)
-    if head is None:
-        if "wildcat" in list_heads():
-            head = "wildcat"
-        else:
-            warnings.warn("the 'wildcat' head is not registered; MaxMin falls back to the 'gap' head", stacklevel=2)
-            head = "gap"
-    if head_kwargs is None:
-        head_kwargs = dict(WILDCAT_DEFAULTS) if str(head).lower() == "wildcat" else {}
-    width = _out_channels(backbone, "backbone")
-    if share_backbone:
-        if classifier_backbone is not None and classifier_backbone is not backbone:
-            raise WSOLValueError("`classifier_backbone` must be None when share_backbone=True")
-        cls_backbone = backbone
-    else:
-        cls_backbone = classifier_backbone if classifier_backbone is not None else copy.deepcopy(backbone)
-        if cls_backbone is backbone:
-            raise WSOLValueError("`classifier_backbone` is the localizer's backbone; use share_backbone=True")
-    cls_width = _out_channels(cls_backbone, "classifier_backbone")
-    localizer = WSOLModel(backbone, create_head(head, width, num_classes, **head_kwargs))
-    classifier = WSOLModel(cls_backbone, create_head(head, cls_width, num_classes, **head_kwargs))
-    return MaxMin(localizer, classifier, **kwargs)
-
-
-@contextlib.contextmanager
-def _batch_stats_only(module: nn.Module):
-    """Batch-norm layers in training mode normalise with batch statistics but do not update their running ones."""
-    bns = [
-        m for m in module.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
-    ]
-    for m in bns:
-        m.track_running_stats = False
-    try:
-        yield
-    finally:
-        for m in bns:
-            m.track_running_stats = True
-
-
-class _BNStats(nn.Module):
-    """``C``'s running statistics of the batch-norm layers it shares with ``M`` (buffers, saved in state dicts)."""
-
-    def __init__(self, bns: list[nn.Module]):
-        super().__init__()
-        self.n = len(bns)
-        for i, m in enumerate(bns):
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                buf = getattr(m, name)
-                self.register_buffer(f"{name}_{i}", None if buf is None else buf.detach().clone())
-
-    @contextlib.contextmanager
-    def swapped(self, bns: list[nn.Module]):
-        """Exchange the layers' statistics with the stored ones (in-place updates land in ``C``'s copies)."""
-
-        def swap() -> None:
-            for i, m in enumerate(bns):
-                for name in ("running_mean", "running_var", "num_batches_tracked"):
-                    mine, theirs = getattr(self, f"{name}_{i}"), getattr(m, name)
-                    setattr(m, name, mine)
-                    setattr(self, f"{name}_{i}", theirs)
-
-        swap()
-        try:
-            yield
-        finally:
-            swap()
-
-    def extra_repr(self) -> str:
-        return f"shared_layers={self.n}"
-
-
-def _out_channels(backbone: nn.Module, name: str) -> int:
-    if not isinstance(backbone, nn.Module):
-        raise WSOLTypeError(f"`{name}` must be an nn.Module, got {type(backbone).__name__}")
-    width = getattr(backbone, "out_channels", None)
-    if not isinstance(width, int):
-        raise WSOLTypeError(f"`{name}` must expose an int `out_channels` (see wsolkit.backbones), got {width!r}")
-    return width
+    return _run_steps(core.training_steps(x, labels, forward=model if ddp else None), scaler)
 
 
 def _check_widths(model: nn.Module, name: str) -> None:
