@@ -1,74 +1,45 @@
 """The input normalisation a classifier expects, read from the model (for undoing it before the CRF).
 
-A stop-gap for ``wsolkit.data.preprocessing(model)``: F-CAM / NEGEV only need the per-channel ``mean`` / ``std``.
+F-CAM / NEGEV only need the per-channel ``mean`` / ``std`` of :func:`wsolkit.data.preprocessing`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from wsolkit._checks import WSOLTypeError, WSOLValueError
+from wsolkit._checks import WSOLValueError
+from wsolkit.data.preprocessing import IMAGENET, Preprocessing, preprocessing
 
 __all__: list[str] = []
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 
 
-def _pair(mean: Any, std: Any, source: str) -> Normalization:
-    try:
-        m = tuple(float(v) for v in mean)
-        s = tuple(float(v) for v in std)
-    except TypeError as e:
-        raise WSOLTypeError(f"{source}: mean/std must be sequences of numbers, got {mean!r}, {std!r}") from e
-    if len(m) != len(s) or not m:
-        raise WSOLValueError(f"{source}: mean and std must have the same non-zero length, got {m}, {s}")
-    if any(v <= 0 for v in s):
-        raise WSOLValueError(f"{source}: std must be > 0, got {s}")
-    return m, s
+def input_normalization_of(classifier: nn.Module, explicit: Any = None) -> Normalization | None:
+    """``(mean, std)`` the classifier's inputs were standardised with, or ``None`` when nothing declares it.
 
-
-def normalization_from(source: Any) -> Normalization | None:
-    """``(mean, std)`` from an explicit source, or ``None`` when it holds none.
-
-    Accepted: a ``(mean, std)`` pair; a mapping with ``mean`` / ``std`` (timm ``pretrained_cfg``, timm
-    ``resolve_data_config``) or ``image_mean`` / ``image_std`` (Hugging Face image-processor config); an object with
-    ``image_mean`` / ``image_std`` attributes (a Hugging Face image processor); a torchvision weights enum
-    (``weights.transforms()`` has ``mean`` / ``std``).
+    ``explicit`` (a ``(mean, std)`` pair, a Hugging Face image processor or its config, torchvision weights or a
+    :class:`~wsolkit.data.Preprocessing`) wins; otherwise :func:`wsolkit.data.preprocessing` reads the classifier
+    (timm ``pretrained_cfg``, wsolkit's own backbones — the statistics :func:`wsolkit.training.fit` used).
     """
-    if source is None:
-        return None
-    if isinstance(source, Mapping):
-        for a, b in (("mean", "std"), ("image_mean", "image_std")):
-            if source.get(a) is not None and source.get(b) is not None:
-                return _pair(source[a], source[b], "normalisation mapping")
-        return None
-    if isinstance(source, Sequence) and not isinstance(source, str) and len(source) == 2:
-        return _pair(source[0], source[1], "`input_normalization`")
-    if getattr(source, "image_mean", None) is not None and getattr(source, "image_std", None) is not None:
-        return _pair(source.image_mean, source.image_std, type(source).__name__)
-    transforms = getattr(source, "transforms", None)
-    if callable(transforms):
-        t = transforms()
-        if getattr(t, "mean", None) is not None and getattr(t, "std", None) is not None:
-            return _pair(t.mean, t.std, f"{source}.transforms()")
-    return None
-
-
-def model_normalization(model: nn.Module) -> Normalization | None:
-    """The normalisation declared by ``model`` or one of its sub-modules (timm ``pretrained_cfg`` / ``default_cfg``;
-    a Hugging Face model's ``preprocessing`` hint is not part of its config, pass its processor explicitly)."""
-    for module in model.modules():
-        for attr in ("pretrained_cfg", "default_cfg"):
-            cfg = getattr(module, attr, None)
-            if isinstance(cfg, Mapping):
-                found = normalization_from(cfg)
-                if found is not None:
-                    return found
-    return None
+    if explicit is not None:
+        if isinstance(explicit, Sequence) and not isinstance(explicit, str) and len(explicit) == 2:
+            prep = Preprocessing(mean=explicit[0], std=explicit[1], source="`input_normalization`")
+        else:
+            try:
+                prep = preprocessing(explicit, warn=False)
+            except (TypeError, ValueError) as e:
+                raise WSOLValueError(
+                    f"`input_normalization`: no mean/std found in {type(explicit).__name__}; pass (mean, std), a "
+                    f"Hugging Face image processor, torchvision weights or a mapping with mean/std ({e})"
+                ) from None
+        return prep.mean, prep.std
+    prep = preprocessing(classifier, warn=False)
+    return None if prep.source == IMAGENET.source else (prep.mean, prep.std)  # the bare fallback: declared nothing
 
 
 def unnormalize_to_255(x: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:

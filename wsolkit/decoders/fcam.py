@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_floating, check_ndim
 from wsolkit.backbones import SmallCNN
-from wsolkit.decoders._preprocessing import model_normalization, normalization_from, unnormalize_to_255
+from wsolkit.decoders._preprocessing import input_normalization_of, unnormalize_to_255
 from wsolkit.decoders.unet import UNetDecoder
 from wsolkit.method import WSOLMethod
 from wsolkit.output import LossOutput, WSOLOutput
@@ -165,15 +165,7 @@ class FCAM(WSOLMethod):
         missing = [n for n in self.layers if n not in names]
         if missing:
             raise WSOLValueError(f"`encoder` names {missing} are not sub-modules of `classifier`")
-        if input_normalization is not None:
-            norm = normalization_from(input_normalization)
-            if norm is None:
-                raise WSOLValueError(
-                    f"`input_normalization`: no mean/std found in {type(input_normalization).__name__}; pass "
-                    f"(mean, std), a Hugging Face image processor, torchvision weights or a mapping with mean/std"
-                )
-        else:
-            norm = model_normalization(classifier)
+        norm = input_normalization_of(classifier, input_normalization)
         self.input_normalization = norm
         if norm is None and getattr(objective, "crf", None) is not None:
             warnings.warn(
