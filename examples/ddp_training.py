@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import wsolkit
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import ClassificationMeter, LocalizationMeter
-from wsolkit.training import standardize, training_steps
+from wsolkit.training import training_steps
 
 
 def run(rank: int, world: int, init_file: str, args: argparse.Namespace) -> None:
@@ -43,6 +43,7 @@ def run(rank: int, world: int, init_file: str, args: argparse.Namespace) -> None
     # MaxMin: the localizer's head is unused by the final (synchronising) pass -> find_unused_parameters
     model = DDP(wsolkit.create_method(args.method, 2, backbone=backbone, **options),
                 find_unused_parameters=args.method == "maxmin")
+    prep = wsolkit.data.preprocessing(model.module)  # the statistics the model declares
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(rank)
     for epoch in range(epochs):
@@ -51,7 +52,7 @@ def run(rank: int, world: int, init_file: str, args: argparse.Namespace) -> None
             idx = perm[i : i + 16]
             opt.zero_grad()
             loss = 0.0
-            for step in training_steps(model, standardize(x[idx]), y[idx]):
+            for step in training_steps(model, prep(x[idx]), y[idx]):
                 step.total.backward()  # gradients are all-reduced at the last step
                 loss += float(step.total.detach())
             opt.step()
@@ -63,14 +64,13 @@ def run(rank: int, world: int, init_file: str, args: argparse.Namespace) -> None
     xt, yt, mt = xt[rank::world], yt[rank::world], mt[rank::world]
     model.eval()
     with torch.no_grad():
-        out = model(standardize(xt))
+        out = model(prep(xt))
     cls.update(out.logits.argmax(1), yt)
     loc.update(out.cams, mt, labels=yt)  # fused select -> upsample -> min-max -> histogram
-    loc_all, cls_all = loc.sync(), cls.sync()
+    r, c = loc.compute(), cls.compute()  # global under torch.distributed: every rank gets the same figures
     if rank == 0:
-        r, c = loc_all.compute(), cls_all.compute()
-        print(f"world {world}: accuracy {c['accuracy']:.1f}%  PxAP {r['pxap']:.2f}  TP* {r['tp*']:.1f}  "
-              f"FP* {r['fp*']:.1f}  on {r['n_images']} test images")
+        print(f"world {world}: accuracy {c['accuracy']:.1f}%  PxAP {r['pxap']:.2f}  TP* {r['tp_star']:.1f}  "
+              f"FP* {r['fp_star']:.1f}  on {r['n_images']} test images")
     dist.destroy_process_group()
 
 

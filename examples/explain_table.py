@@ -21,7 +21,7 @@ from wsolkit.backbones import create_backbone
 from wsolkit.cams import postprocess
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import localization_histogram, pxap_from_histogram
-from wsolkit.training import evaluate, fit, standardize
+from wsolkit.training import evaluate, fit
 
 TITLES = {
     "cam": "CAM (own weights)",
@@ -43,7 +43,7 @@ def confusion_star(fg: torch.Tensor, bg: torch.Tensor) -> dict[str, float]:
 
 
 def explain_all(model, images, labels, names, kwargs, batch):
-    x_all = standardize(images)
+    x_all = wsolkit.data.preprocessing(model)(images)
     out = {}
     for name in names:
         t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     keep = (masks == 1).flatten(1).any(1)
     images, labels, masks = images[keep], labels[keep], masks[keep]
     with torch.no_grad():
-        logits = model(standardize(images)).logits
+        logits = model(wsolkit.data.preprocessing(model)(images)).logits
     kwargs = {"scorecam": {"batch_size": 256}, "sscam": {"batch_size": 256}, "iscam": {"batch_size": 256},
               "ablationcam": {"batch_size": 256}}
     if a.quick:  # fewer noisy / scaled copies than the papers' N = 35 and 10

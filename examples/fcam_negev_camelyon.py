@@ -17,13 +17,13 @@ import torch
 import wsolkit
 from wsolkit.data import SyntheticHistology
 from wsolkit.decoders import DenseCRFLoss, FCAMSeeder, NEGEVSeeder
-from wsolkit.metrics.pxap import binned_counts
-from wsolkit.training import IMAGENET_MEAN, IMAGENET_STD, evaluate, fit, predict_maps
+from wsolkit.metrics import localization_histogram
+from wsolkit.training import evaluate, fit, predict_maps
 
 
 def confusion_at_best(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
     """TP*/FN*/FP*/TN* (percent of pixels) at the threshold maximising the pixel F1 (fg = mask 1)."""
-    fg, bg = binned_counts(maps, masks)
+    fg, bg = localization_histogram(maps, masks)
     tp = fg.flip(0).cumsum(0).flip(0).double()  # pixels with score >= threshold bin
     fp = bg.flip(0).cumsum(0).flip(0).double()
     fn = fg.sum() - tp
@@ -37,13 +37,12 @@ def confusion_at_best(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, floa
 def train_decoder(classifier, images, labels, negev: bool, epochs: int, seed: int = 0):
     """Train an F-CAM (or NEGEV) decoder over the frozen ``classifier`` with the shared loop (``fit``)."""
     crf = DenseCRFLoss(weight=5e-8, sigma_rgb=15.0, sigma_xy=100.0, scale_factor=0.5, method="grid")
-    norm = (IMAGENET_MEAN, IMAGENET_STD)  # fit() standardises with these; the smallcnn classifier declares none
     if negev:
-        model = wsolkit.create_method("negev", classifier=classifier, crf=crf, input_normalization=norm,
+        model = wsolkit.create_method("negev", classifier=classifier, crf=crf,
                                       seeder=NEGEVSeeder(n_fg=20, n_bg=20, min_p=0.5, seed=seed),
                                       negative_classes=(0,))
     else:
-        model = wsolkit.create_method("fcam", classifier=classifier, crf=crf, input_normalization=norm,
+        model = wsolkit.create_method("fcam", classifier=classifier, crf=crf,
                                       seeder=FCAMSeeder(n_fg=20, n_bg=20, min_p=0.3, erosion=3, seed=seed))
     fit(model, images, labels, epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
     return model

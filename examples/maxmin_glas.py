@@ -16,7 +16,7 @@ import torch
 
 import wsolkit
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate, predict_maps, standardize
+from wsolkit.training import evaluate, predict_maps
 
 
 def f1(pred: torch.Tensor, gt: torch.Tensor) -> float:
@@ -43,7 +43,7 @@ def train(model, images, labels, epochs: int, batch_size: int, lr: float, seed: 
                 x = x.flip(-1)
             opt.zero_grad(set_to_none=True)
             terms = {"loss": 0.0, "steps": 0}
-            for step in model.training_steps(standardize(x), labels[idx]):
+            for step in model.training_steps(wsolkit.data.preprocessing(model)(x), labels[idx]):
                 step.total.backward()
                 terms["loss"] += float(step.total.detach())
                 terms["steps"] += 1
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     train(model, train_set[0], train_set[1], epochs=epochs, batch_size=32, lr=3e-3)
     print(f"trained in {time.perf_counter() - t:.0f} s")
     # batch-norm running statistics of M (on x) and C (on x ⊙ R+) as exact averages with the final weights
-    model.recalibrate_statistics(standardize(train_set[0]), batch_size=32)
+    model.recalibrate_statistics(wsolkit.data.preprocessing(model)(train_set[0]), batch_size=32)
     model.eval()
     logits, cams = predict_maps(model, images, labels)  # localizer CAMs of the true class
     res = evaluate(logits, cams, labels, masks)
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     _, mask_maps = predict_maps(model, images, labels, cam_fn=mask_fn)  # R+ (min-max normalised for PxAP)
     res_mask = evaluate(logits, mask_maps, labels, masks)
     with torch.no_grad():
-        outs = [model(standardize(images[i : i + 32])) for i in range(0, len(images), 32)]
+        prep = wsolkit.data.preprocessing(model)
+        outs = [model(prep(images[i : i + 32])) for i in range(0, len(images), 32)]
     r = torch.cat([o.aux["mask"] for o in outs])
     loc_pred = torch.cat([o.aux["localizer_logits"] for o in outs]).argmax(1)
     pred, gt = r >= 0.5, masks == 1
