@@ -28,7 +28,7 @@ import torch
 import wsolkit
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import LocalizationMeter
-from wsolkit.training import fit, standardize
+from wsolkit.training import fit
 
 KEYS = ("accuracy", "pxap", "tp_star", "fn_star", "fp_star", "tn_star", "f1_pos", "f1_neg")
 # per-method options of the table (the methods' defaults otherwise); TS-CAM needs a transformer backbone
@@ -50,8 +50,9 @@ def _measure(method, x, y, m, batch: int = 32) -> dict[str, float]:
     meter = LocalizationMeter(normalize=True)
     correct = 0
     keep = (m == 1).flatten(1).any(1)
+    prep = wsolkit.data.preprocessing(method)
     for i in range(0, len(x), batch):
-        xb = standardize(x[i : i + batch])
+        xb = prep(x[i : i + batch])
         yb, mb, kb = y[i : i + batch], m[i : i + batch], keep[i : i + batch]
         with torch.enable_grad():  # gradient explainers need it; others ignore it
             out = method(xb, yb)

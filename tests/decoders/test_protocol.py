@@ -11,7 +11,7 @@ import torch
 import wsolkit
 from wsolkit._checks import WSOLValueError
 from wsolkit.decoders import FCAM, FCAMLoss, NEGEVLoss, NEGEVSeeder, negev_seeds, sampling_weights
-from wsolkit.decoders._preprocessing import model_normalization, normalization_from, unnormalize_to_255
+from wsolkit.decoders._preprocessing import input_normalization_of, unnormalize_to_255
 
 
 def _gap():
@@ -53,23 +53,27 @@ def test_timm_classifier_cams_are_read_off_the_last_linear_layer():
 
 def test_normalization_sources_and_unnormalize():
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
-    assert normalization_from((mean, std)) == (mean, std)
-    assert normalization_from({"mean": mean, "std": std}) == (mean, std)
-    assert normalization_from({"image_mean": list(mean), "image_std": list(std)}) == (mean, std)  # HF config
+    clf = _gap()
+    assert input_normalization_of(clf, (mean, std)) == (mean, std)
+    assert input_normalization_of(clf, {"mean": mean, "std": std}) == (mean, std)
+    assert input_normalization_of(clf, {"image_mean": list(mean), "image_std": list(std)}) == (mean, std)  # HF
 
     class Processor:  # a Hugging Face image processor exposes image_mean / image_std
         image_mean, image_std = list(mean), list(std)
 
-    assert normalization_from(Processor()) == (mean, std)
+    assert input_normalization_of(clf, Processor()) == (mean, std)
     import torchvision
 
-    tv = normalization_from(torchvision.models.ResNet18_Weights.DEFAULT)  # read, not hard-coded here
+    tv = input_normalization_of(clf, torchvision.models.ResNet18_Weights.DEFAULT)  # read, not hard-coded here
     t = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
     assert tv == (tuple(t.mean), tuple(t.std))
-    assert model_normalization(_gap()) is None  # smallcnn declares none
+    # smallcnn: the statistics fit() trains it with (wsolkit.data.preprocessing's convention)
+    assert input_normalization_of(clf) == (wsolkit.data.IMAGENET.mean, wsolkit.data.IMAGENET.std)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    assert input_normalization_of(plain) is None  # declares nothing: inputs taken to be in [0, 1]
     resnet = wsolkit.create_method("gap", 2, backbone="resnet18")
     cfg = resnet.backbone.body.pretrained_cfg
-    assert model_normalization(resnet) == (tuple(cfg["mean"]), tuple(cfg["std"]))
+    assert input_normalization_of(resnet) == (tuple(cfg["mean"]), tuple(cfg["std"]))
     img = torch.rand(2, 3, 4, 4, dtype=torch.float64)
     m, s = torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1), torch.tensor(std, dtype=torch.float64).view(
         1, 3, 1, 1)
