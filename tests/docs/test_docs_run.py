@@ -15,6 +15,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$', re.M)  # pymdownx.snippets include, base path: the repository
+
+
+def _expand(code: str) -> str:
+    return SNIPPET.sub(lambda m: (ROOT / m.group(1)).read_text(), code)
 
 
 def _pages_with_code() -> list[Path]:
@@ -64,7 +69,7 @@ def test_page_runs(page, no_downloads, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
     for i, match in enumerate(BLOCK.finditer(page.read_text())):
-        code = match.group(1)
+        code = _expand(match.group(1))
         line = page.read_text()[: match.start()].count("\n") + 2
         try:
             exec(compile(code, f"{page.relative_to(ROOT)}:block{i}@line{line}", "exec"), namespace)
