@@ -112,8 +112,9 @@ def register_method(
     """Decorator registering a method factory under ``name``.
 
     The factory is called as ``factory(num_classes, pretrained=..., **options)`` with ``backbone=`` among the options
-    when the caller gave one (``needs="backbone"``; the factory's own default applies otherwise) or ``factory(num_classes, classifier=..., **options)`` (``needs="classifier"``) and returns an
-    ``nn.Module`` following the protocol (usually a :class:`WSOLMethod`). A class works as a factory.
+    when the caller gave one (``needs="backbone"``; the factory's own default applies otherwise), or as
+    ``factory(num_classes, classifier=..., **options)`` (``needs="classifier"``), and returns an ``nn.Module``
+    following the protocol (usually a :class:`WSOLMethod`). A class works as a factory.
 
     Args:
         name: registry name (key rule of :mod:`wsolkit.registry`).

@@ -24,9 +24,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.dir:
         candidates = [Path(args.dir)]
-    else:  # a checkout's ./benchmarks, the copy shipped in the package (wheels), the source tree of an editable install
-        here = Path(__file__).resolve()
-        candidates = [Path.cwd() / "benchmarks", here.parents[1] / "benchmarks", here.parents[2] / "benchmarks"]
+    else:  # the scripts shipped in the package (wsolkit/benchmarks: checkouts, editable installs and wheels alike)
+        candidates = [Path(__file__).resolve().parents[1] / "benchmarks"]
     root = next((c for c in candidates if c.is_dir() and any(c.glob("bench_*.py"))), None)
     if root is None:
         print(f"no bench_*.py found (looked in {', '.join(str(c) for c in candidates)}); pass --dir", file=sys.stderr)

@@ -3,7 +3,7 @@
 Batch 8 of 224 px synthetic histology images, downscale 0.5 (112 px, N = 12544 pixels per image), σ_rgb 15,
 σ_xy 100. Reports wall time of each and the relative error of the loss value and of the gradient.
 
-    python benchmarks/bench_crf.py [--threads 2] [--size 224] [--batch 8]
+    python wsolkit/benchmarks/bench_crf.py [--threads 2] [--size 224] [--batch 8]
 """
 
 from __future__ import annotations

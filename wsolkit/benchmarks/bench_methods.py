@@ -10,8 +10,8 @@ the PxAP of a constant map. Mean ± sd over seeds; a markdown table for ``docs/b
 Usage::
 
     wsolkit bench methods                 # 3 seeds, both kinds (about an hour on 2 CPU cores)
-    python benchmarks/bench_methods.py --quick          # 1 seed, small budget (a smoke run)
-    python benchmarks/bench_methods.py --methods gap,maxmin --kinds glas --seeds 0
+    python wsolkit/benchmarks/bench_methods.py --quick          # 1 seed, small budget (a smoke run)
+    python wsolkit/benchmarks/bench_methods.py --methods gap,maxmin --kinds glas --seeds 0
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Two memory figures: the peak bytes of tensors saved for backward that are alive 
 steps (``ru_maxrss``, includes the interpreter and weights). The localizer is made confident (bias on class 0, all
 labels 0) so that no trust drops and all ``u + 1`` localizer passes run: the worst case for time and memory.
 
-Usage: ``python benchmarks/bench_maxmin.py [--size 96] [--batch 16] [--steps 5] [--width 16] [--head wildcat]``
+Usage: ``python wsolkit/benchmarks/bench_maxmin.py [--size 96] [--batch 16] [--steps 5] [--width 16] [--head wildcat]``
 """
 
 from __future__ import annotations

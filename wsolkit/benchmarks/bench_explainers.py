@@ -9,7 +9,7 @@ de-duplication gain (``dedup=True`` vs ``False``) is reported as the number of f
 Gradient family: minimum over ``--repeats`` interleaved rounds after a warm-up; Score-CAM: one run (timings on a shared
 machine are noisy).
 
-    python benchmarks/bench_explainers.py [--threads 2] [--score-size 224] [--skip-score]
+    python wsolkit/benchmarks/bench_explainers.py [--threads 2] [--score-size 224] [--skip-score]
 """
 
 from __future__ import annotations

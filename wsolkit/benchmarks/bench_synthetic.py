@@ -1,6 +1,6 @@
 """Rendering speed of the synthetic benchmark (target: >= 100 images/s at 128 px on one core).
 
-Run: ``python benchmarks/bench_synthetic.py [--quick]``.
+Run: ``python wsolkit/benchmarks/bench_synthetic.py [--quick]``.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ processes on a shared machine.
 
 Usage::
 
-    python benchmarks/bench_heads.py                       # resnet18, batch 16, 224 px, 5 timed steps per head
-    python benchmarks/bench_heads.py --iters 3 --threads 2
-    python benchmarks/bench_heads.py --backbone smallcnn --size 96   # quick check
+    python wsolkit/benchmarks/bench_heads.py                       # resnet18, batch 16, 224 px, 5 timed steps per head
+    python wsolkit/benchmarks/bench_heads.py --iters 3 --threads 2
+    python wsolkit/benchmarks/bench_heads.py --backbone smallcnn --size 96   # quick check
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Histogram core (``--core``): PxAP histograms of 32 normalised 512 × 512 float32
 ``PxAPMeter`` receives) — wsolkit with 1 and 2 threads, with 2 threads while another process keeps one core busy,
 against wsolevaluation's per-image ``np.histogram`` method; the int64 counts are checked equal.
 
-Usage: ``python benchmarks/bench_metrics.py [--images 64] [--size 224] [--threads 2] [--quick] [--core]``
+Usage: ``python wsolkit/benchmarks/bench_metrics.py [--images 64] [--size 224] [--threads 2] [--quick] [--core]``
 """
 
 from __future__ import annotations

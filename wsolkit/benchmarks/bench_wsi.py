@@ -5,7 +5,7 @@
 2. Peak RSS of a heatmap streamed to zarr on a slide and on a slide 4x larger (goal: < 10 % growth), each in a
    fresh process.
 
-Run: ``python benchmarks/bench_wsi.py [--quick]``; prints a markdown table.
+Run: ``python wsolkit/benchmarks/bench_wsi.py [--quick]``; prints a markdown table.
 """
 
 from __future__ import annotations
