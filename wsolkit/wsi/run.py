@@ -104,7 +104,8 @@ def run_slides(
         if len(hm.logits):
             row["max_prob"] = float(hm.logits.softmax(1)[:, hm.target if hm.target is not None else -1].max())
         if ann is not None:
-            m = slide_meter(hm, ann, meter=LocalizationMeter(num_thresholds=num_thresholds, normalize=False),
+            m = slide_meter(hm, ann, meter=LocalizationMeter(num_thresholds=num_thresholds, normalize=False,
+                                                                   sync_on_compute=False),
                             slide_dims=dims)
             dataset.merge(m)
             r = m.compute()

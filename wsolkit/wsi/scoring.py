@@ -57,7 +57,7 @@ def slide_meter(heatmap: Any, annotation: Any, *, meter: LocalizationMeter | Non
         band: heatmap rows per update.
     """
     if meter is None:
-        meter = LocalizationMeter(normalize=False)
+        meter = LocalizationMeter(normalize=False, sync_on_compute=False)  # one slide: local to its rank
     if not isinstance(meter, LocalizationMeter):
         raise WSOLTypeError(f"`meter` must be a LocalizationMeter, got {type(meter).__name__}")
     if meter.normalize:
@@ -84,7 +84,7 @@ def slide_metrics(heatmap: Any, annotation: Any, *, num_thresholds: int = 1000, 
         >>> slide_metrics(hm, mask)["pxap"]
         100.0
     """
-    meter = LocalizationMeter(num_thresholds=num_thresholds, normalize=False)
+    meter = LocalizationMeter(num_thresholds=num_thresholds, normalize=False, sync_on_compute=False)
     r = slide_meter(heatmap, annotation, meter=meter, band=band, slide_dims=slide_dims).compute()
     return r
 
