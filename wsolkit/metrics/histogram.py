@@ -344,6 +344,7 @@ def _histogram_update(
     maps that are not normalised are checked here; call :func:`_histogram_validate` for everything else.
     """
     t = num_thresholds
+    cams = cams.detach()  # counts have no gradient; maps straight from a method's forward may carry a graph
     if cams.ndim == 4:
         cams = cam_ops.select(cams, labels)
     masks = masks.to(cams.device)
