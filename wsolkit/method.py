@@ -239,7 +239,11 @@ def _plain(v: Any) -> bool:
 
 def resolve_backbone(backbone: str | nn.Module, pretrained: bool = False, output_stride: int = 32,
                      **kwargs: Any) -> nn.Module:
-    """A feature extractor from a name (:func:`wsolkit.create_backbone`) or a module with ``out_channels``."""
+    """A feature extractor from a name (:func:`wsolkit.create_backbone`) or a module with ``out_channels``.
+
+    ``pretrained``, ``output_stride`` and ``kwargs`` apply to a name only; a module is returned as it is (options
+    given with a module are an error).
+    """
     if isinstance(backbone, str):
         from wsolkit.backbones import create_backbone
 

@@ -122,10 +122,7 @@ class CutMixModel(WSOLModel):
 
 
 def _backbone(backbone, pretrained: bool, output_stride: int, backbone_options: dict | None) -> nn.Module:
-    opts = dict(backbone_options or {})
-    if isinstance(backbone, str):
-        return resolve_backbone(backbone, pretrained, output_stride, **opts)
-    return resolve_backbone(backbone, **opts)
+    return resolve_backbone(backbone, pretrained, output_stride, **dict(backbone_options or {}))
 
 
 def default_adl_positions(backbone: nn.Module) -> list[str]:

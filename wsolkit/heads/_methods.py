@@ -40,8 +40,7 @@ def bottom_up_method(
         torch.Size([1, 3, 4, 4])
     """
     opts = dict(backbone_options or {})
-    bb = resolve_backbone(backbone, pretrained, output_stride, **opts) if isinstance(backbone, str) else \
-        resolve_backbone(backbone, **opts)
+    bb = resolve_backbone(backbone, pretrained, output_stride, **opts)
     return WSOLModel(bb, create_head(head, bb.out_channels, num_classes, **head_options))
 
 

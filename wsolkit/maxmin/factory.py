@@ -58,8 +58,7 @@ def maxmin_method(
     """
     num_classes = check_int(num_classes, "num_classes", low=1)
     opts = dict(backbone_options or {})
-    bb = resolve_backbone(backbone, pretrained, output_stride, **opts) if isinstance(backbone, str) else \
-        resolve_backbone(backbone, **opts)
+    bb = resolve_backbone(backbone, pretrained, output_stride, **opts)
     if head is None:
         if "wildcat" in list_heads():
             head = "wildcat"
