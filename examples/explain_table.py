@@ -1,18 +1,32 @@
-"""Survey Table 1, top-down rows, on the synthetic benchmark: PxAP and TP*/FN*/FP*/TN* for ``cam`` and the explainers.
+"""All explainers on one trained model: localization (PxAP, TP*/FN*/FP*/TN*), faithfulness and the sanity check.
 
-A small CNN with a GAP head is trained on the synthetic GlaS-like data; ``cam`` (its own class map) and each
-explainer wrap it (``wsolkit.create_method(name, classifier=model)``) and give the raw map of the true class for
-every test image that contains ROI pixels; ``wsolkit.cams.postprocess`` makes the protocol's maps, scored with the
-survey's metrics (eqs. 14-24): PxAP and the confusion-matrix components marginalised over the thresholds.
+A small CNN with a GAP head is trained on the synthetic GlaS-like data; ``cam`` (its own class map) and each of the
+nine explainers wrap it (``wsolkit.create_method(name, classifier=model)``) and give the raw map of the true class
+for every test image that contains ROI pixels; ``wsolkit.cams.postprocess`` makes the protocol's maps (``(B, H, W)``
+in ``[0, 1]`` at the input size). One markdown table, one row per method:
 
-    python examples/explain_table.py --quick      # well under a minute on 2 CPU cores (SS-CAM / IS-CAM with N = 4)
-    python examples/explain_table.py              # larger images and test set, the papers' N
+- localization (survey eqs. 14-24): PxAP and TP*/FN*/FP*/TN* (``wsolkit.metrics.LocalizationMeter``);
+- faithfulness on the model's input (its preprocessing applied): Average Drop / Increase
+  (``confidence_change``), Deletion / Insertion AUC (``deletion_insertion``, zero baseline) and ROAD MoRF / LeRF /
+  ``(LeRF - MoRF) / 2`` (``road``), all with the softmax probability of the true class, in percent;
+- the cascading model-randomisation check (``model_randomization``, head first, then the whole backbone): mean
+  Spearman and SSIM between the trained model's maps and the maps with every layer random, and pass / fail (pass:
+  either is below 0.5).
+
+The all-ones map (the PxAP baseline) and a uniform-random map (a reference for the faithfulness columns) are scored
+too.
+
+    python examples/explain_table.py --quick      # well under a minute on one CPU thread (SS-CAM / IS-CAM N = 4)
+    python examples/explain_table.py              # 64 px, 48 test images, N = 10 (under 10 min on 1 thread)
+    python examples/explain_table.py --out table.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -20,85 +34,147 @@ import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.cams import postprocess
 from wsolkit.data import SyntheticHistology
-from wsolkit.metrics import localization_histogram, pxap_from_histogram
-from wsolkit.training import evaluate, fit
+from wsolkit.metrics import LocalizationMeter, confidence_change, deletion_insertion, model_randomization, road
+from wsolkit.training import fit
 
+__all__ = ["NAMES", "TITLES", "Config", "QUICK", "FULL", "run", "markdown", "main"]
+
+NAMES = ["cam", "gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam", "scorecam", "sscam", "iscam",
+         "ablationcam"]
 TITLES = {
+    "ones": "all-ones map (baseline)", "random": "uniform-random map",
     "cam": "CAM (own weights)",
-    "gradcam": "GradCAM", "gradcam++": "GradCAM++", "smoothgradcam++": "Smooth-GradCAM++", "xgradcam": "XGradCAM",
+    "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "smoothgradcam++": "Smooth-Grad-CAM++", "xgradcam": "XGrad-CAM",
     "layercam": "LayerCAM", "scorecam": "Score-CAM", "sscam": "SS-CAM", "iscam": "IS-CAM",
     "ablationcam": "Ablation-CAM",
 }
+# markdown columns: (key, header, format)
+COLUMNS = [("pxap", "PxAP", "{:.1f}"), ("tp_star", "TP*", "{:.1f}"), ("fn_star", "FN*", "{:.1f}"),
+           ("fp_star", "FP*", "{:.1f}"), ("tn_star", "TN*", "{:.1f}"), ("avg_drop", "Avg Drop ↓", "{:.1f}"),
+           ("increase", "Increase ↑", "{:.1f}"), ("deletion", "Deletion ↓", "{:.1f}"),
+           ("insertion", "Insertion ↑", "{:.1f}"), ("morf", "MoRF ↓", "{:.1f}"), ("lerf", "LeRF ↑", "{:.1f}"),
+           ("road", "ROAD ↑", "{:.1f}"), ("spearman", "Spearman (random) ↓", "{:.2f}"),
+           ("ssim", "SSIM (random) ↓", "{:.2f}"), ("sanity", "sanity", "{}"), ("seconds", "time (s)", "{:.0f}")]
 
 
-def confusion_star(fg: torch.Tensor, bg: torch.Tensor) -> dict[str, float]:
-    """TP*, FN*, FP*, TN* (survey eqs. 21-24) from per-bin counts of ``localization_histogram`` (thresholds i / T)."""
-    t = fg.numel() - 1
-    tp = fg.flip(0).cumsum(0).flip(0).double() / max(int(fg.sum()), 1)  # TP(τ_i): share of fg with s >= i / T
-    fp = bg.flip(0).cumsum(0).flip(0).double() / max(int(bg.sum()), 1)
-    # Σ_{l=1..T} X(τ_l) (τ_l − τ_{l−1}) with a constant step 1 / T
-    tp_star = 100.0 * float(tp[1:].sum()) / t
-    fp_star = 100.0 * float(fp[1:].sum()) / t
-    return {"TP*": tp_star, "FN*": 100.0 - tp_star, "FP*": fp_star, "TN*": 100.0 - fp_star}
+@dataclass
+class Config:
+    """Sizes of one run (``QUICK`` for CI, ``FULL`` for the docs' table)."""
+
+    size: int
+    n_train: int
+    n_test: int
+    epochs: int
+    width: int
+    n_samples: dict  # SS-CAM / IS-CAM N
+    steps: int  # deletion / insertion intervals
+    percentages: tuple  # ROAD: percentages of pixels removed
+    sanity_images: int  # images of the model-randomisation check (the first ones of the test set)
 
 
-def explain_all(model, images, labels, names, kwargs, batch):
-    x_all = wsolkit.data.preprocessing(model)(images)
-    out = {}
-    for name in names:
-        t0 = time.perf_counter()
-        method = wsolkit.create_method(name, classifier=model, **kwargs.get(name, {}))
-        maps = []
-        with torch.no_grad():
-            for i in range(0, len(x_all), batch):
-                raw = method(x_all[i : i + batch], labels[i : i + batch]).cams
-                maps.append(postprocess(raw, None, images.shape[-2:]))
-        out[name] = (torch.cat(maps), time.perf_counter() - t0)
-    return out
+QUICK = Config(size=64, n_train=192, n_test=8, epochs=6, width=4, n_samples={"sscam": 4, "iscam": 4}, steps=8,
+               percentages=(20, 50), sanity_images=4)
+# SS-CAM with N = 10 (the paper: 35) and 64 px keep the full run under ten minutes on one CPU thread
+FULL = Config(size=64, n_train=400, n_test=48, epochs=10, width=8, n_samples={"sscam": 10, "iscam": 10}, steps=20,
+              percentages=(10, 30, 50, 70, 90), sanity_images=8)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small run (well under a minute on 2 CPU cores)")
-    p.add_argument("--kind", default="glas", choices=["glas", "camelyon"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    size, n_train, n_test, epochs, width = (64, 192, 8, 6, 4) if a.quick else (96, 400, 64, 10, 16)
-    train = SyntheticHistology(a.kind, "train", n=n_train, size=size, seed=a.seed).tensors()
-    test = SyntheticHistology(a.kind, "test", n=n_test, size=size, seed=a.seed + 1).tensors()
-    model = wsolkit.create_method("gap", 2, backbone=create_backbone("smallcnn", output_stride=8, width=width))
+def _maps(method, x: torch.Tensor, labels: torch.Tensor, batch: int) -> torch.Tensor:
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(postprocess(method(x[i : i + batch], labels[i : i + batch]).cams, None, x.shape[-2:]))
+    return torch.cat(out)
+
+
+def _score(model, x, labels, masks, maps, cfg: Config, batch: int = 64) -> dict:
+    meter = LocalizationMeter(normalize=True)
+    meter.update(maps, masks)
+    loc = meter.compute()
+    row = {k: float(loc[k]) for k in ("pxap", "tp_star", "fn_star", "fp_star", "tn_star")}
+    row.update(confidence_change(model, x, maps, labels, batch_size=batch))
+    row.update(deletion_insertion(model, x, maps, labels, steps=cfg.steps, batch_size=batch))
+    row.update(road(model, x, maps, labels, percentages=cfg.percentages, batch_size=batch))
+    return row
+
+
+def run(cfg: Config, kind: str = "glas", seed: int = 0, batch: int = 8, log=print) -> dict:
+    """Train the model, score every method; returns ``{"rows": {name: metrics}, "accuracy", "n_images", ...}``."""
+    torch.manual_seed(seed)
+    train = SyntheticHistology(kind, "train", n=cfg.n_train, size=cfg.size, seed=seed).tensors()
+    test = SyntheticHistology(kind, "test", n=cfg.n_test, size=cfg.size, seed=seed + 1).tensors()
+    model = wsolkit.create_method("gap", 2, backbone=create_backbone("smallcnn", output_stride=8, width=cfg.width))
     t0 = time.perf_counter()
-    fit(model, train[0], train[1], epochs=epochs, batch_size=32, lr=3e-3, seed=a.seed)
-    print(f"trained smallcnn(width={width})+GAP on {n_train} {a.kind} images of {size} px in "
-          f"{time.perf_counter() - t0:.1f} s")
+    fit(model, train[0], train[1], epochs=cfg.epochs, batch_size=32, lr=3e-3, seed=seed)
+    model.eval()
+    log(f"trained smallcnn(width={cfg.width})+GAP on {cfg.n_train} {kind} images of {cfg.size} px in "
+        f"{time.perf_counter() - t0:.1f} s")
     images, labels, masks = test
     keep = (masks == 1).flatten(1).any(1)
     images, labels, masks = images[keep], labels[keep], masks[keep]
+    x = wsolkit.data.preprocessing(model)(images)
     with torch.no_grad():
-        logits = model(wsolkit.data.preprocessing(model)(images)).logits
-    kwargs = {"scorecam": {"batch_size": 256}, "sscam": {"batch_size": 256}, "iscam": {"batch_size": 256},
-              "ablationcam": {"batch_size": 256}}
-    if a.quick:  # fewer noisy / scaled copies than the papers' N = 35 and 10
-        kwargs["sscam"]["n_samples"] = kwargs["iscam"]["n_samples"] = 4
-    names = ["cam", "gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "layercam", "scorecam", "sscam", "iscam",
-             "ablationcam"]
-    results = explain_all(model, images, labels, names, kwargs, batch=8)
-    ones_fg, ones_bg = localization_histogram(torch.zeros_like(masks, dtype=torch.float), masks)
-    base = pxap_from_histogram(ones_fg, ones_bg)
-    acc = evaluate(logits, results["gradcam"][0], labels, masks)["accuracy"]
-    print(f"{a.kind}: {len(images)} test images with ROI, classifier accuracy {acc:.1f}%")
-    print(f"{'Top-down WSOL':18s} {'PxAP':>6s} {'x base':>6s} {'TP*':>6s} {'FN*':>6s} {'FP*':>6s} {'TN*':>6s} "
-          f"{'time':>7s}")
-    print(f"{'all-ones baseline':18s} {base:6.1f} {1.0:6.2f} {100:6.1f} {0:6.1f} {100:6.1f} {0:6.1f}")
-    for name, (maps, secs) in results.items():
-        fg, bg = localization_histogram(maps, masks)
-        ap = pxap_from_histogram(fg, bg)
-        c = confusion_star(fg, bg)
-        print(f"{TITLES[name]:18s} {ap:6.1f} {ap / base:6.2f} {c['TP*']:6.1f} {c['FN*']:6.1f} {c['FP*']:6.1f} "
-              f"{c['TN*']:6.1f} {secs:6.1f}s")
+        acc = 100.0 * float((model(x).logits.argmax(1) == labels).double().mean())
+    log(f"{kind}: {len(images)} test images with ROI, classifier accuracy {acc:.1f}%")
+    rows = {}
+    ones = torch.ones(masks.shape, dtype=torch.float32)
+    meter = LocalizationMeter(normalize=False)  # a constant map: no min-max (it would be undefined)
+    meter.update(ones, masks)
+    loc = meter.compute()
+    rows["ones"] = {k: float(loc[k]) for k in ("pxap", "tp_star", "fn_star", "fp_star", "tn_star")}
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    rows["random"] = _score(model, x, labels, masks, torch.rand(masks.shape, generator=g), cfg)
+    rows["random"]["seconds"] = time.perf_counter() - t0
+    xs, ys = x[: cfg.sanity_images], labels[: cfg.sanity_images]
+    for name in NAMES:
+        t0 = time.perf_counter()
+        opts = {"batch_size": 256} if name in ("scorecam", "sscam", "iscam", "ablationcam") else {}
+        if name in cfg.n_samples:
+            opts["n_samples"] = cfg.n_samples[name]
+        method = wsolkit.create_method(name, classifier=model, **opts)
+        maps = _maps(method, x, labels, batch)
+        row = _score(model, x, labels, masks, maps, cfg)
+        # the cascade: the GAP head (class weights), then every backbone layer (the last step: all layers random)
+        res = model_randomization(lambda clf, n=name, o=opts: wsolkit.create_method(n, classifier=clf, **o),
+                                  model, xs, ys, layers=["head", "backbone"], seed=seed)
+        last = res.table()[-1]
+        row.update(spearman=last["spearman"], ssim=last["ssim"], sanity="pass" if res.passed else "FAIL",
+                   seconds=time.perf_counter() - t0)
+        rows[name] = row
+        log(f"  {name}: {row['seconds']:.1f} s")
+    return {"kind": kind, "seed": seed, "config": asdict(cfg), "accuracy": acc, "n_images": len(images),
+            "sanity_images": len(xs), "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    """The result as one markdown table (``—`` where a metric does not apply)."""
+    head = "| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    lines = [head, "|---|" + "---|" * len(COLUMNS)]
+    for name, row in result["rows"].items():
+        cells = [f.format(row[k]) if k in row else "—" for k, _, f in COLUMNS]
+        lines.append(f"| {TITLES[name]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small run (well under a minute on one CPU thread)")
+    p.add_argument("--kind", default="glas", choices=["glas", "camelyon"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None, help="also write the result as JSON to this path")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    t0 = time.perf_counter()
+    result = run(QUICK if a.quick else FULL, a.kind, a.seed)
+    result["seconds"] = time.perf_counter() - t0
+    print(markdown(result))
+    print(f"total {result['seconds']:.0f} s")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
 
 
 if __name__ == "__main__":
