@@ -11,7 +11,8 @@ in ``[0, 1]`` at the input size). One markdown table, one row per method:
   ``(LeRF - MoRF) / 2`` (``road``), all with the softmax probability of the true class, in percent;
 - the cascading model-randomisation check (``model_randomization``, head first, then the whole backbone): mean
   Spearman and SSIM between the trained model's maps and the maps with every layer random, and pass / fail (pass:
-  either is below 0.5).
+  either is below 0.5). As in ``SanityResult.passed``, an image whose random-model map is constant (no ranking:
+  Spearman NaN) counts as 0 in the means; the number of such images is shown as ``(k const.)``.
 
 The all-ones map (the PxAP baseline) and a uniform-random map (a reference for the faithfulness columns) are scored
 too.
@@ -138,8 +139,10 @@ def run(cfg: Config, kind: str = "glas", seed: int = 0, batch: int = 8, log=prin
         # the cascade: the GAP head (class weights), then every backbone layer (the last step: all layers random)
         res = model_randomization(lambda clf, n=name, o=opts: wsolkit.create_method(n, classifier=clf, **o),
                                   model, xs, ys, layers=["head", "backbone"], seed=seed)
-        last = res.table()[-1]
-        row.update(spearman=last["spearman"], ssim=last["ssim"], sanity="pass" if res.passed else "FAIL",
+        # as SanityResult.passed: a constant map (Spearman / SSIM NaN) counts as similarity 0
+        sp, ss = res.spearman[-1], res.ssim[-1]
+        row.update(spearman=float(sp.nan_to_num(nan=0.0).mean()), ssim=float(ss.nan_to_num(nan=0.0).mean()),
+                   constant=int(sp.isnan().sum()), sanity="pass" if res.passed else "FAIL",
                    seconds=time.perf_counter() - t0)
         rows[name] = row
         log(f"  {name}: {row['seconds']:.1f} s")
@@ -153,6 +156,8 @@ def markdown(result: dict) -> str:
     lines = [head, "|---|" + "---|" * len(COLUMNS)]
     for name, row in result["rows"].items():
         cells = [f.format(row[k]) if k in row else "—" for k, _, f in COLUMNS]
+        if row.get("constant"):
+            cells[-2] += f" ({row['constant']} const.)"
         lines.append(f"| {TITLES[name]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
