@@ -95,7 +95,32 @@ def test_gradcam_like_method_passes_and_weight_free_map_fails():
     bad = model_randomization(brightness, clf, x)
     assert not bad.passed and torch.allclose(bad.spearman[-1], torch.ones(4, dtype=torch.float64))
     rows = bad.table()
-    assert rows[-1]["ssim"] == pytest.approx(1.0)
+    assert rows[-1]["ssim"] == pytest.approx(1.0) and rows[-1]["constant"] == 0
+
+
+def test_table_counts_constant_maps_as_passed_does():
+    """A random-model map that is constant has no ranking: table() and passed both count it as similarity 0."""
+    torch.manual_seed(0)
+    clf = _clf()
+    x = _images()
+    calls = []
+
+    def flat_after_randomising(c):
+        def run(imgs, y):
+            calls.append(1)
+            if len(calls) == 1:  # the trained model: a varying map
+                return imgs.mean(1)
+            out = imgs.mean(1).clone()
+            out[0] = 0.5  # image 0: constant map for every randomised copy
+            return out
+        return run
+
+    res = model_randomization(flat_after_randomising, clf, x)
+    last = res.table()[-1]
+    assert last["constant"] == 1
+    sp = torch.nan_to_num(res.spearman[-1], nan=0.0)
+    assert last["spearman"] == pytest.approx(float(sp.mean())) and last["spearman"] == pytest.approx(3 / 4)
+    assert res.passed == (min(last["spearman"], last["ssim"]) < res.threshold)
     with pytest.raises(WSOLValueError, match="not modules"):
         model_randomization(GradCAMLike, clf, x, layers=["nope"])
 

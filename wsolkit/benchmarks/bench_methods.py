@@ -12,6 +12,7 @@ Usage::
     wsolkit bench methods                 # 3 seeds, both kinds (about an hour on 2 CPU cores)
     python wsolkit/benchmarks/bench_methods.py --quick          # 1 seed, small budget (a smoke run)
     python wsolkit/benchmarks/bench_methods.py --methods gap,maxmin --kinds glas --seeds 0
+    python wsolkit/benchmarks/bench_methods.py --merge run1.json run2.json   # one table from split runs
 """
 
 from __future__ import annotations
@@ -75,12 +76,12 @@ def _baseline(m: torch.Tensor) -> float:
 def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr) -> dict:
     results: dict = {}
     for kind in kinds:
-        results[kind] = {"baseline": None, "methods": {}}
+        results[kind] = {"baseline": [], "methods": {}}
         for seed in seeds:
             torch.manual_seed(seed)
             x, y, _ = SyntheticHistology(kind, "train", n=n_train, size=size, seed=seed).tensors()
             xt, yt, mt = SyntheticHistology(kind, "test", n=n_test, size=size, seed=seed).tensors()
-            results[kind]["baseline"] = _baseline(mt)
+            results[kind]["baseline"].append(_baseline(mt))
             classifier = None
             order = sorted(methods, key=lambda n: (wsolkit.method_info(n)["needs"] == "classifier", n != "gap"))
             for name in order:
@@ -115,7 +116,9 @@ def _fmt(vals: list[float]) -> str:
 def table(results: dict) -> str:
     lines = []
     for kind, r in results.items():
-        lines.append(f"\n**{kind}** (all-ones baseline PxAP {r['baseline']:.1f})\n")
+        base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
+        seeds = max(len(v) for v in r["methods"].values())
+        lines.append(f"\n**{kind}** (all-ones baseline PxAP {_fmt(base)}; {seeds} seed{'s' if seeds > 1 else ''})\n")
         lines.append("| method | " + " | ".join(KEYS) + " |")
         lines.append("| --- | " + " | ".join("---" for _ in KEYS) + " |")
         for name in sorted(r["methods"], key=lambda n: -statistics.mean(v["pxap"] for v in r["methods"][n])):
@@ -123,6 +126,24 @@ def table(results: dict) -> str:
             cells = [_fmt([v[k] for v in runs if not math.isnan(v[k])] or [math.nan]) for k in KEYS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def merge(paths: list[str]) -> dict:
+    """Join the JSON files of runs split over processes or machines (by kind, seed or method) into one result."""
+    results: dict = {}
+    for path in paths:
+        run_ = json.loads(Path(path).read_text())
+        seeds = [int(s) for s in run_["args"]["seeds"].split(",")]
+        for kind, r in run_["results"].items():
+            dst = results.setdefault(kind, {"baseline": {}, "methods": {}})
+            base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
+            dst["baseline"].update(zip(seeds, base))
+            for name, runs in r["methods"].items():
+                dst["methods"].setdefault(name, {}).update(zip(seeds, runs))
+    for r in results.values():
+        r["baseline"] = [r["baseline"][s] for s in sorted(r["baseline"])]
+        r["methods"] = {n: [runs[s] for s in sorted(runs)] for n, runs in r["methods"].items()}
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -139,7 +160,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="bench_methods.json")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of runs split over processes")
     a = p.parse_args(argv)
+    if a.merge:
+        results = merge(a.merge)
+        print(table(results))
+        return results
     torch.set_num_threads(a.threads)
     if a.quick:
         a.seeds, a.n_train, a.n_test, a.epochs = "0", 64, 32, 1

@@ -89,7 +89,9 @@ class CAM(WSOLMethod):
     """Class activation maps of a trained GAP → linear classifier, read off its own last linear layer.
 
     ``cams = W_c · F`` (no bias) at the feature resolution for the explained class ``c``; not trained
-    (``training_steps`` raises :class:`~wsolkit.NotTrainableError`).
+    (``training_steps`` raises :class:`~wsolkit.NotTrainableError`). Over a :class:`~wsolkit.models.WSOLModel` the
+    maps are the head's own ``out.cams`` (for the GAP head ``W_c · F + b_c``, whose mean is the logit): a per-class
+    constant apart from Zhou et al.'s map, identical after the protocol's min-max normalisation.
 
     Args:
         classifier: a trained timm / torchvision / Hugging Face GAP classifier or a

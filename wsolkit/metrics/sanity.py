@@ -148,12 +148,18 @@ class SanityResult:
         return bool(min(float(sp.mean()), float(ss.mean())) < self.threshold)
 
     def table(self) -> list[dict]:
-        """One row per step: layer, mean / sd of Spearman and SSIM (NaN-aware)."""
+        """One row per step: layer, mean / sd of Spearman and SSIM, and how many maps were constant.
+
+        A constant map (undefined correlation) counts as 0, the rule :attr:`passed` uses, so the last row's means
+        are the figures the verdict is taken on; ``constant`` says how many images that rule touched.
+        """
         rows = []
         for k, name in enumerate(self.steps):
             sp, ss = self.spearman[k], self.ssim[k]
-            rows.append({"layer": name, "spearman": float(sp.nanmean()), "spearman_sd": float(_nanstd(sp)),
-                         "ssim": float(ss.nanmean()), "ssim_sd": float(_nanstd(ss))})
+            constant = int((torch.isnan(sp) | torch.isnan(ss)).sum())
+            sp, ss = torch.nan_to_num(sp, nan=0.0), torch.nan_to_num(ss, nan=0.0)
+            rows.append({"layer": name, "spearman": float(sp.mean()), "spearman_sd": float(sp.std(unbiased=False)),
+                         "ssim": float(ss.mean()), "ssim_sd": float(ss.std(unbiased=False)), "constant": constant})
         return rows
 
     def __str__(self) -> str:
@@ -162,11 +168,6 @@ class SanityResult:
         lines += [f"{r['layer'].ljust(width)}  {r['spearman']:8.3f}  {r['ssim']:8.3f}" for r in self.table()]
         lines.append(f"passed: {self.passed} (mean Spearman or SSIM with every layer random < {self.threshold})")
         return "\n".join(lines)
-
-
-def _nanstd(x: torch.Tensor) -> torch.Tensor:
-    x = x[~torch.isnan(x)]
-    return x.std(unbiased=False) if x.numel() else torch.tensor(float("nan"))
 
 
 def model_randomization(
