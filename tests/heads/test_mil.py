@@ -53,11 +53,36 @@ def test_reference(gated, shape):
     torch.testing.assert_close(out.cams, scores)
     torch.testing.assert_close(out.aux["attention"], att)
     torch.testing.assert_close(out.aux["attention"].sum((-2, -1)), torch.ones(shape[0], 3, dtype=torch.float64))
-    assert sorted(out.aux) == ["attention", "bags"]
+    assert sorted(out.aux) == ["attention", "bags", "instance"]
     # function == Module
     bags, a2 = attention_pool(f, out.cams)
     torch.testing.assert_close(a2, out.aux["attention"])
     torch.testing.assert_close(bags, out.aux["bags"])
+
+
+def test_instance_maps_are_what_the_attention_averages():
+    """maps="instance": u_c·F_ij + b_c per location (float64 loop), and s_c = Σ_ij A_cij (u_c·F_ij + b_c)."""
+    torch.manual_seed(0)
+    head = DeepMIL(5, 3, mid_channels=6, maps="instance").double()
+    f = torch.randn(2, 5, 3, 4, dtype=torch.float64)
+    out = head(f)
+    u, b = head.classifier_weight.double(), head.classifier_bias.double()
+    ref = torch.zeros(2, 3, 3, 4, dtype=torch.float64)
+    for i in range(2):
+        for c in range(3):
+            for y in range(3):
+                for x in range(4):
+                    ref[i, c, y, x] = float(u[c] @ f[i, :, y, x]) + float(b[c])
+    torch.testing.assert_close(out.cams, ref)
+    torch.testing.assert_close(out.aux["instance"], ref)
+    torch.testing.assert_close(out.logits, (out.aux["attention"] * ref).sum((-2, -1)))
+    _, att, psi = ref_mil(head, f)
+    torch.testing.assert_close(out.aux["attention"], att)  # same head otherwise
+    head.maps = "attention"
+    torch.testing.assert_close(head(f).cams, psi)
+    assert "maps='attention'" in repr(head)
+    with pytest.raises(WSOLValueError, match="maps"):
+        DeepMIL(4, 2, maps="softmax")
 
 
 def test_attention_pool_hand_values_and_gradcheck():

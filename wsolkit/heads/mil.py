@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from wsolkit._checks import ShapeError, check_int
+from wsolkit._checks import ShapeError, WSOLValueError, check_int
 from wsolkit.heads._base import check_features
 from wsolkit.heads._registry import register_head
 from wsolkit.output import WSOLOutput
@@ -51,16 +51,28 @@ class DeepMIL(nn.Module):
 
     ``ψ_1(f) = w_c tanh(V f)`` (eq. 8) or the gated ``ψ_2(f) = w_c [tanh(V f) ⊙ σ(U f)]`` (eq. 9), with ``V, U`` shared
     (``L = mid_channels``); ``A_c = softmax(ψ_c)`` over the ``h·w`` instances; bag ``f_c = Σ A_c F``; logit
-    ``s_c = u_c · f_c + b_c``. The CAMs are the attention logits ``ψ_c`` (raw evidence, one per class); the softmax
-    weights ``A_c`` are in ``aux["attention"]`` and the bags in ``aux["bags"]``. ``A_c = exp(ψ_c) / Σ exp(ψ_c)`` ranks
-    locations as ``ψ_c`` does, but its exponential squeezes the min-max normalised map towards its peak, so the
-    protocol's thresholds see a few bright locations and the rest near 0.
+    ``s_c = u_c · f_c + b_c``. By default (``maps="attention"``, the survey's reading of Deep MIL) the CAMs are the
+    attention logits ``ψ_c`` (raw evidence, one per class); the softmax weights ``A_c`` are in ``aux["attention"]``
+    and the bags in ``aux["bags"]``. ``A_c = exp(ψ_c) / Σ exp(ψ_c)`` ranks locations as ``ψ_c`` does, but its
+    exponential squeezes the min-max normalised map towards its peak, so the protocol's thresholds see a few bright
+    locations and the rest near 0.
+
+    Attention says where the bag looks, not where the class's object is: nothing in the bag loss ties ``A_c`` to
+    the object, and a class whose best evidence is the *context* attends to it. On the GlaS-like synthetic images
+    the benign class's attention settles on the stroma between the glands (PxAP of ``ψ_c`` on benign images below
+    the all-ones baseline, while the malignant class's attention covers its glands; see ``docs/benchmarks.md``).
+    ``maps="instance"`` gives the instance scores ``u_c · F_ij + b_c`` instead — the bag classifier applied to each
+    location, so that ``s_c = Σ_ij A_cij (u_c · F_ij + b_c)``: the map the attention averages, a CAM in Zhou et al.'s
+    sense. Ilse et al.'s code (``AttentionDeepMIL``, ``Attention.forward``) returns only the attention weights; the
+    instance map is this library's option.
 
     Args:
         in_channels: feature channels K.
         num_classes: classes C.
         mid_channels: attention hidden size L (survey Table 9: 128).
         gated: use the gated attention ψ₂.
+        maps: ``"attention"`` (``ψ_c``, default) or ``"instance"`` (``u_c · F + b_c``) as ``cams``; both are always in
+            ``aux`` (``"attention"`` holds ``A_c``, ``"instance"`` the instance scores).
 
     Shape:
         - input: :math:`(B, K, h, w)`
@@ -74,8 +86,13 @@ class DeepMIL(nn.Module):
         (torch.Size([3, 2]), torch.Size([3, 2, 7, 7]), True)
     """
 
-    def __init__(self, in_channels: int, num_classes: int, mid_channels: int = 128, gated: bool = False):
+    def __init__(
+        self, in_channels: int, num_classes: int, mid_channels: int = 128, gated: bool = False, maps: str = "attention"
+    ):
         super().__init__()
+        if maps not in ("attention", "instance"):
+            raise WSOLValueError(f"`maps` must be 'attention' or 'instance', got {maps!r}")
+        self.maps = maps
         self.in_channels = check_int(in_channels, "in_channels", low=1)
         self.num_classes = check_int(num_classes, "num_classes", low=1)
         self.mid_channels = check_int(mid_channels, "mid_channels", low=1)
@@ -99,10 +116,13 @@ class DeepMIL(nn.Module):
         psi = self.scores(features)
         bags, attention = attention_pool(features, psi)
         logits = (bags * self.classifier_weight).sum(dim=-1) + self.classifier_bias
-        return WSOLOutput(logits, psi, {"attention": attention, "bags": bags})
+        instance = torch.einsum("bkhw,ck->bchw", features, self.classifier_weight)
+        instance = instance + self.classifier_bias.view(1, -1, 1, 1)
+        cams = psi if self.maps == "attention" else instance
+        return WSOLOutput(logits, cams, {"attention": attention, "bags": bags, "instance": instance})
 
     def extra_repr(self) -> str:
         return (
             f"in_channels={self.in_channels}, num_classes={self.num_classes}, mid_channels={self.mid_channels}, "
-            f"gated={self.gated}"
+            f"gated={self.gated}, maps={self.maps!r}"
         )
