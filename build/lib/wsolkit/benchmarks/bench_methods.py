@@ -1,0 +1,189 @@
+"""The method table: every method of the registry on the synthetic benchmark (both kinds, several seeds).
+
+Each trainable method is built with ``wsolkit.create_method(name, 2, backbone=...)`` and its documented defaults,
+trained by the protocol's one loop (:func:`wsolkit.training.fit`) at the same budget; methods over a trained model
+(``cam``, the explainers, ``fcam``, ``negev``) wrap the GAP model trained with the same seed. Localization is
+measured on the test images that hold foreground pixels, with the map of the true class (protocol), through
+:class:`wsolkit.metrics.LocalizationMeter`; classification accuracy on all test images. The all-ones baseline is
+the PxAP of a constant map. Mean ± sd over seeds; a markdown table for ``docs/benchmarks.md`` and a JSON file.
+
+Usage::
+
+    wsolkit bench methods                 # 3 seeds, both kinds (about an hour on 2 CPU cores)
+    python wsolkit/benchmarks/bench_methods.py --quick          # 1 seed, small budget (a smoke run)
+    python wsolkit/benchmarks/bench_methods.py --methods gap,maxmin --kinds glas --seeds 0
+    python wsolkit/benchmarks/bench_methods.py --merge run1.json run2.json   # one table from split runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import wsolkit
+from wsolkit.data import SyntheticHistology
+from wsolkit.metrics import LocalizationMeter
+from wsolkit.training import fit
+
+KEYS = ("accuracy", "pxap", "tp_star", "fn_star", "fp_star", "tn_star", "f1_pos", "f1_neg")
+# per-method options of the table (the methods' defaults otherwise); TS-CAM needs a transformer backbone
+VIT = "test_vit"
+
+
+def _options(name: str, size: int, width: int) -> dict:
+    info = wsolkit.method_info(name)
+    if name == "tscam":
+        return {"backbone": VIT, "backbone_options": {"img_size": size}}
+    if info["needs"] == "backbone":
+        return {"backbone": wsolkit.create_backbone("smallcnn", output_stride=8, width=width)}
+    return {}
+
+
+@torch.no_grad()
+def _measure(method, x, y, m, batch: int = 32) -> dict[str, float]:
+    method.eval()
+    meter = LocalizationMeter(normalize=True)
+    correct = 0
+    keep = (m == 1).flatten(1).any(1)
+    prep = wsolkit.data.preprocessing(method)
+    for i in range(0, len(x), batch):
+        xb = prep(x[i : i + batch])
+        yb, mb, kb = y[i : i + batch], m[i : i + batch], keep[i : i + batch]
+        with torch.enable_grad():  # gradient explainers need it; others ignore it
+            out = method(xb, yb)
+        correct += int((out.logits.argmax(1) == yb).sum())
+        if kb.any():
+            meter.update(out.cams.detach().float()[kb], mb[kb], yb[kb])
+    r = meter.compute()
+    res = {k: float(r[k]) for k in KEYS[1:]}
+    res["accuracy"] = 100.0 * correct / len(x)
+    return res
+
+
+def _baseline(m: torch.Tensor) -> float:
+    keep = (m == 1).flatten(1).any(1)
+    meter = LocalizationMeter(normalize=True)
+    meter.update(torch.zeros(int(keep.sum()), 1, 4, 4), m[keep], None)
+    return float(meter.compute()["pxap"])
+
+
+def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr) -> dict:
+    results: dict = {}
+    for kind in kinds:
+        results[kind] = {"baseline": [], "methods": {}}
+        for seed in seeds:
+            torch.manual_seed(seed)
+            x, y, _ = SyntheticHistology(kind, "train", n=n_train, size=size, seed=seed).tensors()
+            xt, yt, mt = SyntheticHistology(kind, "test", n=n_test, size=size, seed=seed).tensors()
+            results[kind]["baseline"].append(_baseline(mt))
+            classifier = None
+            order = sorted(methods, key=lambda n: (wsolkit.method_info(n)["needs"] == "classifier", n != "gap"))
+            for name in order:
+                t0 = time.perf_counter()
+                torch.manual_seed(seed)
+                info = wsolkit.method_info(name)
+                if info["needs"] == "classifier":
+                    if classifier is None:
+                        raise RuntimeError("the GAP classifier must be trained first (include 'gap')")
+                    method = wsolkit.create_method(name, classifier=classifier, **_options(name, size, width))
+                    if method.trainable:
+                        fit(method, x, y, epochs=epochs, batch_size=32, lr=lr, seed=seed)
+                else:
+                    method = wsolkit.create_method(name, 2, **_options(name, size, width))
+                    fit(method, x, y, epochs=epochs, batch_size=32, lr=lr, seed=seed)
+                    if name == "gap":
+                        classifier = method.eval()
+                res = _measure(method, xt, yt, mt)
+                res["seconds"] = time.perf_counter() - t0
+                results[kind]["methods"].setdefault(name, []).append(res)
+                print(f"[{kind} seed {seed}] {name:16s} acc {res['accuracy']:5.1f}  PxAP {res['pxap']:5.1f}  "
+                      f"({res['seconds']:.0f} s)", flush=True)
+    return results
+
+
+def _fmt(vals: list[float]) -> str:
+    if len(vals) == 1:
+        return f"{vals[0]:.1f}"
+    return f"{statistics.mean(vals):.1f} ± {statistics.stdev(vals):.1f}"
+
+
+def table(results: dict) -> str:
+    lines = []
+    for kind, r in results.items():
+        base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
+        seeds = max(len(v) for v in r["methods"].values())
+        lines.append(f"\n**{kind}** (all-ones baseline PxAP {_fmt(base)}; {seeds} seed{'s' if seeds > 1 else ''})\n")
+        lines.append("| method | " + " | ".join(KEYS) + " |")
+        lines.append("| --- | " + " | ".join("---" for _ in KEYS) + " |")
+        for name in sorted(r["methods"], key=lambda n: -statistics.mean(v["pxap"] for v in r["methods"][n])):
+            runs = r["methods"][name]
+            cells = [_fmt([v[k] for v in runs if not math.isnan(v[k])] or [math.nan]) for k in KEYS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def merge(paths: list[str]) -> dict:
+    """Join the JSON files of runs split over processes or machines (by kind, seed or method) into one result."""
+    results: dict = {}
+    for path in paths:
+        run_ = json.loads(Path(path).read_text())
+        seeds = [int(s) for s in run_["args"]["seeds"].split(",")]
+        for kind, r in run_["results"].items():
+            dst = results.setdefault(kind, {"baseline": {}, "methods": {}})
+            base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
+            dst["baseline"].update(zip(seeds, base))
+            for name, runs in r["methods"].items():
+                dst["methods"].setdefault(name, {}).update(zip(seeds, runs))
+    for r in results.values():
+        r["baseline"] = [r["baseline"][s] for s in sorted(r["baseline"])]
+        r["methods"] = {n: [runs[s] for s in sorted(runs)] for n, runs in r["methods"].items()}
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1 seed, small budget, a few methods")
+    p.add_argument("--kinds", default="glas,camelyon")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--methods", default="*", help="comma separated names or one pattern of list_methods")
+    p.add_argument("--n-train", type=int, default=400)
+    p.add_argument("--n-test", type=int, default=200)
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="bench_methods.json")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of runs split over processes")
+    a = p.parse_args(argv)
+    if a.merge:
+        results = merge(a.merge)
+        print(table(results))
+        return results
+    torch.set_num_threads(a.threads)
+    if a.quick:
+        a.seeds, a.n_train, a.n_test, a.epochs = "0", 64, 32, 1
+        if a.methods == "*":
+            a.methods = "gap,max,cam,gradcam,acol"
+    methods = [m for part in a.methods.split(",") for m in wsolkit.list_methods(part.strip())]
+    if "gap" not in methods and any(wsolkit.method_info(m)["needs"] == "classifier" for m in methods):
+        methods.insert(0, "gap")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    kinds = [k.strip() for k in a.kinds.split(",")]
+    t0 = time.perf_counter()
+    results = run(kinds, seeds, methods, a.n_train, a.n_test, a.size, a.epochs, a.width, a.lr)
+    print(table(results))
+    print(f"\n{len(methods)} methods, seeds {seeds}, {time.perf_counter() - t0:.0f} s; "
+          f"regenerate: wsolkit bench methods")
+    Path(a.out).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Whole-slide heatmap throughput and memory.
+
+1. Tiles/s of :func:`wsolkit.wsi.heatmap` on a JPEG pyramidal TIFF against the bare forward of the same model on
+   the same tiles already in memory (goal >= 0.8x: reading and stitching hidden behind compute).
+2. Peak RSS of a heatmap streamed to zarr on a slide and on a slide 4x larger (goal: < 10 % growth), each in a
+   fresh process.
+
+Run: ``python wsolkit/benchmarks/bench_wsi.py [--quick]``; prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import wsolkit
+from wsolkit.wsi import TiffSlideReader, TileDataset, TileGrid, heatmap, resolve_level, write_pyramidal_tiff
+
+
+def make_slide(path: Path, width: int, height: int) -> Path:
+    rng = np.random.default_rng(0)
+    img = np.full((height, width, 3), 240, np.uint8)
+    img[:, : width * 3 // 4] = (226, 150, 196)  # tissue on three quarters of the slide
+    img = np.clip(img.astype(np.int16) + rng.integers(-10, 11, img.shape), 0, 255).astype(np.uint8)
+    return write_pyramidal_tiff(path, img, num_levels=3, tile=256, mpp=0.25)
+
+
+def model(name: str) -> torch.nn.Module:
+    return wsolkit.create_method("gap", 2, backbone=name).eval()
+
+
+def throughput(path: Path, backbone: str, tile: int, batch: int, workers: int) -> dict:
+    m = model(backbone)
+    reader = TiffSlideReader(path)
+    grid = TileGrid.build(reader, resolve_level(reader, level=0), tile, 0, None)
+    ds = TileDataset(reader, grid)
+    tiles = torch.stack([ds[i][0] for i in range(len(ds))]).float().div_(255)
+    with torch.no_grad():
+        m(tiles[:batch])  # warm-up
+        t0 = time.perf_counter()
+        for i in range(0, len(tiles), batch):
+            m(tiles[i : i + batch])
+        bare = len(tiles) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    hm = heatmap(path, m, tile=tile, overlap=0, batch_size=batch, num_workers=workers, tissue=False)
+    full = len(hm.tiles) / (time.perf_counter() - t0)
+    return {"tiles": len(tiles), "bare_tiles_per_s": bare, "heatmap_tiles_per_s": full, "ratio": full / bare}
+
+
+def _rss_child(path: str, out: str, tile: int, backbone: str) -> None:
+    import resource
+
+    m = model(backbone)
+    heatmap(path, m, tile=tile, overlap=tile // 8, batch_size=8, num_workers=0, tissue=True, out=out)
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak_rss(path: Path, tile: int, backbone: str) -> float:
+    here, zarr_out = str(Path(__file__).parent), str(path) + ".zarr"
+    code = (f"import sys; sys.path.insert(0, {here!r}); from bench_wsi import _rss_child; "
+            f"_rss_child({str(path)!r}, {zarr_out!r}, {tile}, {backbone!r})")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    return json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+    side, tile, batch = (1024, 224, 8) if args.quick else (2048, 224, 16)
+    with tempfile.TemporaryDirectory() as d:
+        small = make_slide(Path(d) / "small.tif", side, side)
+        big = make_slide(Path(d) / "big.tif", 2 * side, 2 * side)
+        t = throughput(small, args.backbone, tile, batch, args.workers)
+        rss_small = peak_rss(small, tile, args.backbone)
+        rss_big = peak_rss(big, tile, args.backbone)
+    print(f"| model | tiles | bare forward (tiles/s) | heatmap (tiles/s) | ratio |\n|---|---|---|---|---|\n"
+          f"| gap/{args.backbone}, {tile} px, batch {batch}, {args.workers} workers | {t['tiles']} | "
+          f"{t['bare_tiles_per_s']:.1f} | {t['heatmap_tiles_per_s']:.1f} | {t['ratio']:.2f} |")
+    print(f"\n| slide | peak RSS (MB) |\n|---|---|\n| {side}x{side} | {rss_small:.1f} |\n"
+          f"| {2 * side}x{2 * side} (4x pixels) | {rss_big:.1f} ({100 * (rss_big / rss_small - 1):+.1f} %) |")
+
+
+if __name__ == "__main__":
+    main()

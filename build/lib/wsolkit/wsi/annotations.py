@@ -1,0 +1,305 @@
+"""Slide annotations: CAMELYON16 / ASAP XML and QuPath GeoJSON polygons, rasterised with OpenCV ``fillPoly``.
+
+Polygons are held in level-0 pixel coordinates. A polygon may have holes (GeoJSON interior rings) and belongs to
+a group; polygons of an *exclusion* group are subtracted after every other polygon is drawn. CAMELYON16's XML
+files put tumour regions in groups ``_0`` and ``_1`` and non-tumour regions inside them in group ``_2``, which is
+an exclusion group by default (as in the challenge's own mask conversion); QuPath classes named ``Exclusion`` /
+``Ignore`` are exclusions too.
+
+Rasterisation (:meth:`Annotations.rasterize`) maps a level-0 vertex ``p`` to ``p / downsample - origin`` in the
+pixels of a level region, with 8 fractional bits (``fillPoly(..., shift=8)``), so a region's mask is exactly the
+crop of the whole level's mask.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from wsolkit._checks import WSOLTypeError, check_int, check_number
+from wsolkit.wsi.errors import AnnotationError, AnnotationOutsideSlideError
+
+__all__ = ["Polygon", "Annotations", "read_asap_xml", "read_geojson", "read_annotations", "AnnotationMask",
+           "EXCLUDE_GROUPS"]
+
+#: group / class names subtracted from the mask by default (case-insensitive)
+EXCLUDE_GROUPS = ("_2", "exclusion", "exclude", "ignore", "ignore*")
+
+_SHIFT = 8
+
+
+def _ring(points: Any, where: str) -> np.ndarray:
+    try:
+        a = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise AnnotationError(f"{where}: coordinates are not numbers ({e})") from None
+    if a.ndim != 2 or a.shape[1] < 2 or a.shape[0] < 3:
+        raise AnnotationError(f"{where}: a polygon ring needs >= 3 (x, y) points, got shape {a.shape}")
+    a = a[:, :2]
+    if not np.isfinite(a).all():
+        raise AnnotationError(f"{where}: coordinates must be finite")
+    return a
+
+
+@dataclass(frozen=True)
+class Polygon:
+    """A polygon in level-0 pixel coordinates: ``exterior (N, 2)`` xy, ``holes`` rings, its ``group`` name."""
+
+    exterior: np.ndarray
+    holes: tuple[np.ndarray, ...] = ()
+    group: str = ""
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(x_min, y_min, x_max, y_max)`` of the exterior."""
+        return (*self.exterior.min(0).tolist(), *self.exterior.max(0).tolist())
+
+
+def _fixed(ring: np.ndarray, downsample: float, origin: tuple[int, int]) -> np.ndarray:
+    s = 1 << _SHIFT
+    p = np.rint(ring / downsample * s).astype(np.int64)
+    p -= np.array(origin, np.int64) * s
+    return p.astype(np.int32).reshape(-1, 1, 2)
+
+
+def _draw(mask: np.ndarray, poly: Polygon, downsample: float, origin: tuple[int, int], value: int) -> None:
+    """Set the pixels of the polygon minus its holes to ``value``.
+
+    The polygon is drawn whole on a scratch mask over its own box, then the part inside the region is copied: the
+    region never clips the polygon, so a region's mask is exactly the crop of the whole level's mask (``fillPoly``
+    rounds clipped edges differently).
+    """
+    x0, y0, x1, y1 = poly.bounds()
+    h, w = mask.shape
+    px0, py0 = int(math.floor(x0 / downsample)) - 1, int(math.floor(y0 / downsample)) - 1
+    px1, py1 = int(math.ceil(x1 / downsample)) + 2, int(math.ceil(y1 / downsample)) + 2
+    rx0, ry0 = max(px0, origin[0]), max(py0, origin[1])
+    rx1, ry1 = min(px1, origin[0] + w), min(py1, origin[1] + h)
+    if rx1 <= rx0 or ry1 <= ry0:
+        return
+    scratch = np.zeros((py1 - py0, px1 - px0), np.uint8)
+    cv2.fillPoly(scratch, [_fixed(poly.exterior, downsample, (px0, py0))], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    if poly.holes:
+        cv2.fillPoly(scratch, [_fixed(r, downsample, (px0, py0)) for r in poly.holes], 0, lineType=cv2.LINE_8,
+                     shift=_SHIFT)
+    part = scratch[ry0 - py0 : ry1 - py0, rx0 - px0 : rx1 - px0]
+    mask[ry0 - origin[1] : ry1 - origin[1], rx0 - origin[0] : rx1 - origin[0]][part > 0] = value
+
+
+def _match(group: str, patterns: Iterable[str]) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(group.lower(), p.lower()) for p in patterns)
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """The polygons of one slide.
+
+    Args:
+        polygons: the polygons (level-0 pixels).
+        exclude: group names (fnmatch patterns, case-insensitive) whose polygons are subtracted.
+        source: where they were read from (for messages).
+
+    Example:
+        >>> sq = Polygon(np.array([[0, 0], [8, 0], [8, 8], [0, 8]], float), (), "Tumor")
+        >>> hole = Polygon(np.array([[2, 2], [6, 2], [6, 6], [2, 6]], float), (), "_2")
+        >>> int(Annotations([sq, hole]).rasterize((0, 0, 10, 10)).sum())
+        56
+    """
+
+    polygons: Sequence[Polygon]
+    exclude: Sequence[str] = EXCLUDE_GROUPS
+    source: str = ""
+    groups: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        for p in self.polygons:
+            if not isinstance(p, Polygon):
+                raise WSOLTypeError(f"`polygons` must hold Polygon objects, got {type(p).__name__}")
+        object.__setattr__(self, "groups", tuple(sorted({p.group for p in self.polygons})))
+
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        """Level-0 box of every polygon, ``None`` when there is none."""
+        if not self.polygons:
+            return None
+        b = np.array([p.bounds() for p in self.polygons])
+        return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+    def check_within(self, dimensions: tuple[int, int], tolerance: float = 1.0) -> Annotations:
+        """Raise :class:`AnnotationOutsideSlideError` unless every vertex lies in the level-0 ``(width, height)``."""
+        w, h = dimensions
+        for i, p in enumerate(self.polygons):
+            x0, y0, x1, y1 = p.bounds()
+            if x0 < -tolerance or y0 < -tolerance or x1 > w + tolerance or y1 > h + tolerance:
+                raise AnnotationOutsideSlideError(
+                    f"polygon {i} (group {p.group!r}) of {self.source or 'the annotations'} spans x {x0:.1f}..{x1:.1f}"
+                    f", y {y0:.1f}..{y1:.1f}, outside the slide of level-0 size (width, height)=({w}, {h}); is it "
+                    f"the annotation of another slide?"
+                )
+        return self
+
+    def rasterize(self, region: tuple[int, int, int, int], downsample: float = 1.0) -> np.ndarray:
+        """uint8 mask (1 = annotated) of ``region = (x, y, width, height)`` in the pixels of a level.
+
+        Args:
+            region: box in the pixels of the level of ``downsample`` (``x, y`` = its top-left corner).
+            downsample: level-0 pixels per pixel of that level.
+
+        Shape:
+            ``(height, width)`` uint8 in {0, 1}.
+        """
+        x, y, w, h = (int(v) for v in region)
+        check_int(w, "region width", 0)
+        check_int(h, "region height", 0)
+        check_number(downsample, "downsample", 0.0, low_inclusive=False)
+        mask = np.zeros((h, w), np.uint8)
+        excluded = [p for p in self.polygons if _match(p.group, self.exclude)]
+        for p in self.polygons:
+            if not _match(p.group, self.exclude):
+                _draw(mask, p, downsample, (x, y), 1)
+        for p in excluded:
+            _draw(mask, p, downsample, (x, y), 0)
+        return mask
+
+
+def read_asap_xml(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUPS) -> Annotations:
+    """CAMELYON16 / ASAP XML (``<Annotation PartOfGroup=...><Coordinates><Coordinate X= Y= Order=>``).
+
+    Example:
+        >>> import tempfile
+        >>> xml = ('<ASAP_Annotations><Annotations><Annotation Name="a" Type="Polygon" PartOfGroup="_0">'
+        ...        '<Coordinates><Coordinate Order="0" X="1" Y="1"/><Coordinate Order="1" X="5" Y="1"/>'
+        ...        '<Coordinate Order="2" X="5" Y="4"/></Coordinates></Annotation></Annotations></ASAP_Annotations>')
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
+        ...     _ = f.write(xml)
+        >>> read_asap_xml(f.name).polygons[0].exterior.shape
+        (3, 2)
+    """
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise AnnotationError(f"{str(path)!r} is not valid XML: {e}") from None
+    polys = []
+    for i, ann in enumerate(root.iter("Annotation")):
+        kind = (ann.get("Type") or "Polygon").lower()
+        if kind not in ("polygon", "spline", "rectangle"):
+            continue  # dots / measurement lines carry no area
+        coords = sorted(ann.iter("Coordinate"), key=lambda c: float(c.get("Order", 0)))
+        try:
+            pts = [(float(c.get("X").replace(",", ".")), float(c.get("Y").replace(",", "."))) for c in coords]
+        except (AttributeError, ValueError) as e:
+            raise AnnotationError(f"{str(path)!r} annotation {i}: bad coordinate ({e})") from None
+        polys.append(Polygon(_ring(pts, f"{path.name} annotation {i}"), (), ann.get("PartOfGroup") or ""))
+    return Annotations(polys, tuple(exclude), str(path))
+
+
+def _qupath_group(props: dict[str, Any]) -> str:
+    c = props.get("classification")
+    if isinstance(c, dict):
+        return str(c.get("name", ""))
+    if isinstance(c, str):
+        return c
+    return str(props.get("name", "") or "")
+
+
+def read_geojson(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUPS) -> Annotations:
+    """QuPath GeoJSON (a ``FeatureCollection``, a list of features or one feature; ``Polygon`` / ``MultiPolygon``).
+
+    The group of a feature is its ``properties.classification.name`` (QuPath), else ``properties.name``. Interior
+    rings are holes.
+
+    Example:
+        >>> import tempfile
+        >>> f = {"type": "Feature", "properties": {"classification": {"name": "Tumor"}}, "geometry": {
+        ...     "type": "Polygon", "coordinates": [[[0, 0], [9, 0], [9, 9], [0, 9], [0, 0]],
+        ...                                        [[3, 3], [6, 3], [6, 6], [3, 6], [3, 3]]]}}
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".geojson", delete=False) as fh:
+        ...     _ = fh.write(json.dumps(f))
+        >>> a = read_geojson(fh.name)
+        >>> a.groups, len(a.polygons[0].holes)
+        (('Tumor',), 1)
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AnnotationError(f"{str(path)!r} is not valid JSON: {e}") from None
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        feats = data.get("features", [])
+    elif isinstance(data, list):
+        feats = data
+    elif isinstance(data, dict) and data.get("type") == "Feature":
+        feats = [data]
+    else:
+        raise AnnotationError(f"{str(path)!r} must hold a GeoJSON FeatureCollection, Feature or list of features")
+    polys = []
+    for i, f in enumerate(feats):
+        geom = (f or {}).get("geometry") or {}
+        group = _qupath_group(f.get("properties") or {})
+        kind = geom.get("type")
+        if kind == "Polygon":
+            parts = [geom.get("coordinates")]
+        elif kind == "MultiPolygon":
+            parts = geom.get("coordinates")
+        else:
+            continue  # points / lines carry no area
+        for j, rings in enumerate(parts or []):
+            where = f"{path.name} feature {i} polygon {j}"
+            if not rings:
+                raise AnnotationError(f"{where}: no ring")
+            polys.append(Polygon(_ring(rings[0], where), tuple(_ring(r, where) for r in rings[1:]), group))
+    return Annotations(polys, tuple(exclude), str(path))
+
+
+def read_annotations(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUPS) -> Annotations:
+    """Read an ``.xml`` (ASAP / CAMELYON16) or ``.geojson`` / ``.json`` (QuPath) annotation file."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".xml":
+        return read_asap_xml(path, exclude)
+    if suffix in (".geojson", ".json"):
+        return read_geojson(path, exclude)
+    raise AnnotationError(f"unknown annotation format {suffix!r} of {str(path)!r}: expected .xml, .geojson or .json")
+
+
+class AnnotationMask:
+    """Annotations seen through the :class:`~wsolkit.wsi.SlideReader` interface of the slide they belong to.
+
+    ``read_region`` returns the rasterised ``(h, w)`` uint8 mask (1 = annotated) of a region, so code written for
+    mask pyramids (e.g. the CAMELYON16 patch protocol) reads annotation files unchanged.
+
+    Args:
+        annotations: the slide's :class:`Annotations` (checked to lie within the slide).
+        slide: the slide reader (its level dimensions and downsamples are used).
+
+    Example:
+        >>> from wsolkit.wsi.readers import InMemorySlide
+        >>> sq = Polygon(np.array([[0, 0], [8, 0], [8, 8], [0, 8]], float))
+        >>> m = AnnotationMask(Annotations([sq]), InMemorySlide.from_array(np.zeros((16, 16), np.uint8), 2))
+        >>> int(m.read_region((0, 0), 1, (8, 8)).sum())
+        25
+    """
+
+    def __init__(self, annotations: Annotations, slide: Any) -> None:
+        if not isinstance(annotations, Annotations):
+            raise WSOLTypeError(f"`annotations` must be Annotations, got {type(annotations).__name__}")
+        self.annotations = annotations.check_within(tuple(slide.level_dimensions[0]))
+        self.level_dimensions = [tuple(int(v) for v in d) for d in slide.level_dimensions]
+        self.level_downsamples = [float(d) for d in slide.level_downsamples]
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        d = self.level_downsamples[int(level)]
+        x, y = int(math.floor(location[0] / d)), int(math.floor(location[1] / d))
+        return self.annotations.rasterize((x, y, int(size[0]), int(size[1])), d)
+
+    def close(self) -> None:
+        """Nothing to release."""
