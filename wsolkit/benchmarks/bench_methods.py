@@ -31,6 +31,7 @@ from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import LocalizationMeter
 from wsolkit.training import fit
 
+BUDGET = ("n_train", "n_test", "size", "epochs", "width", "lr")
 KEYS = ("accuracy", "pxap", "tp_star", "fn_star", "fp_star", "tn_star", "f1_pos", "f1_neg")
 # per-method options of the table (the methods' defaults otherwise); TS-CAM needs a transformer backbone
 VIT = "test_vit"
@@ -73,7 +74,7 @@ def _baseline(m: torch.Tensor) -> float:
     return float(meter.compute()["pxap"])
 
 
-def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr) -> dict:
+def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr, save=None) -> dict:
     results: dict = {}
     for kind in kinds:
         results[kind] = {"baseline": [], "methods": {}}
@@ -101,7 +102,10 @@ def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr) -> dict
                         classifier = method.eval()
                 res = _measure(method, xt, yt, mt)
                 res["seconds"] = time.perf_counter() - t0
+                res["seed"] = seed
                 results[kind]["methods"].setdefault(name, []).append(res)
+                if save is not None:  # after every method: a stopped run keeps what it measured
+                    save(results)
                 print(f"[{kind} seed {seed}] {name:16s} acc {res['accuracy']:5.1f}  PxAP {res['pxap']:5.1f}  "
                       f"({res['seconds']:.0f} s)", flush=True)
     return results
@@ -118,13 +122,14 @@ def table(results: dict) -> str:
     for kind, r in results.items():
         base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
         seeds = max(len(v) for v in r["methods"].values())
-        lines.append(f"\n**{kind}** (all-ones baseline PxAP {_fmt(base)}; {seeds} seed{'s' if seeds > 1 else ''})\n")
-        lines.append("| method | " + " | ".join(KEYS) + " |")
-        lines.append("| --- | " + " | ".join("---" for _ in KEYS) + " |")
+        budget = "".join(f", {k} {v}" for k, v in r.get("budget", {}).items())
+        lines.append(f"\n**{kind}** (all-ones baseline PxAP {_fmt(base)}; up to {seeds} seeds{budget})\n")
+        lines.append("| method | seeds | " + " | ".join(KEYS) + " |")
+        lines.append("| --- | --- | " + " | ".join("---" for _ in KEYS) + " |")
         for name in sorted(r["methods"], key=lambda n: -statistics.mean(v["pxap"] for v in r["methods"][n])):
             runs = r["methods"][name]
             cells = [_fmt([v[k] for v in runs if not math.isnan(v[k])] or [math.nan]) for k in KEYS]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -134,12 +139,17 @@ def merge(paths: list[str]) -> dict:
     for path in paths:
         run_ = json.loads(Path(path).read_text())
         seeds = [int(s) for s in run_["args"]["seeds"].split(",")]
+        budget = {k: run_["args"][k] for k in BUDGET}
         for kind, r in run_["results"].items():
-            dst = results.setdefault(kind, {"baseline": {}, "methods": {}})
+            dst = results.setdefault(kind, {"baseline": {}, "methods": {}, "budget": budget})
+            if dst["budget"] != budget:
+                raise ValueError(f"{path}: {kind} was run at {budget}, the other files at {dst['budget']}")
             base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
             dst["baseline"].update(zip(seeds, base))
             for name, runs in r["methods"].items():
-                dst["methods"].setdefault(name, {}).update(zip(seeds, runs))
+                dst["methods"].setdefault(name, {}).update(
+                    (run["seed"], run) if "seed" in run else (seed, run) for seed, run in zip(seeds, runs)
+                )
     for r in results.values():
         r["baseline"] = [r["baseline"][s] for s in sorted(r["baseline"])]
         r["methods"] = {n: [runs[s] for s in sorted(runs)] for n, runs in r["methods"].items()}
@@ -177,11 +187,15 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = [int(s) for s in a.seeds.split(",")]
     kinds = [k.strip() for k in a.kinds.split(",")]
     t0 = time.perf_counter()
-    results = run(kinds, seeds, methods, a.n_train, a.n_test, a.size, a.epochs, a.width, a.lr)
+
+    def save(results: dict) -> None:
+        Path(a.out).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
+
+    results = run(kinds, seeds, methods, a.n_train, a.n_test, a.size, a.epochs, a.width, a.lr, save=save)
     print(table(results))
     print(f"\n{len(methods)} methods, seeds {seeds}, {time.perf_counter() - t0:.0f} s; "
           f"regenerate: wsolkit bench methods")
-    Path(a.out).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
+    save(results)
     return results
 
 
