@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 import wsolkit
+from wsolkit._checks import WSOLValueError
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import LocalizationMeter
 from wsolkit.training import fit
@@ -143,7 +144,7 @@ def merge(paths: list[str]) -> dict:
         for kind, r in run_["results"].items():
             dst = results.setdefault(kind, {"baseline": {}, "methods": {}, "budget": budget})
             if dst["budget"] != budget:
-                raise ValueError(f"{path}: {kind} was run at {budget}, the other files at {dst['budget']}")
+                raise WSOLValueError(f"{path}: {kind} was run at {budget}, the other files at {dst['budget']}")
             base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
             dst["baseline"].update(zip(seeds, base))
             for name, runs in r["methods"].items():
