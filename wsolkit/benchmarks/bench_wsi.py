@@ -38,22 +38,30 @@ def model(name: str) -> torch.nn.Module:
     return wsolkit.create_method("gap", 2, backbone=name).eval()
 
 
-def throughput(path: Path, backbone: str, tile: int, batch: int, workers: int) -> dict:
+def throughput(path: Path, backbone: str, tile: int, batch: int, workers: int, repeats: int = 3) -> dict:
+    """Bare forward and heatmap timed alternately ``repeats`` times; the medians (a loaded machine's noise hits
+    both alike)."""
     m = model(backbone)
     reader = TiffSlideReader(path)
     grid = TileGrid.build(reader, resolve_level(reader, level=0), tile, 0, None)
     ds = TileDataset(reader, grid)
     tiles = torch.stack([ds[i][0] for i in range(len(ds))]).float().div_(255)
+    bare, full, n = [], [], 0
     with torch.no_grad():
         m(tiles[:batch])  # warm-up
+    for _ in range(repeats):
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            for i in range(0, len(tiles), batch):
+                m(tiles[i : i + batch])
+            bare.append(len(tiles) / (time.perf_counter() - t0))
         t0 = time.perf_counter()
-        for i in range(0, len(tiles), batch):
-            m(tiles[i : i + batch])
-        bare = len(tiles) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    hm = heatmap(path, m, tile=tile, overlap=0, batch_size=batch, num_workers=workers, tissue=False)
-    full = len(hm.tiles) / (time.perf_counter() - t0)
-    return {"tiles": len(tiles), "bare_tiles_per_s": bare, "heatmap_tiles_per_s": full, "ratio": full / bare}
+        hm = heatmap(path, m, tile=tile, overlap=0, batch_size=batch, num_workers=workers, tissue=False)
+        n = len(hm.tiles)
+        full.append(n / (time.perf_counter() - t0))
+    b, f = float(np.median(bare)), float(np.median(full))
+    return {"tiles": n, "bare_tiles_per_s": b, "heatmap_tiles_per_s": f, "ratio": f / b,
+            "ratios": [x / y for x, y in zip(full, bare)]}
 
 
 def _rss_child(path: str, out: str, tile: int, backbone: str) -> None:
@@ -78,17 +86,19 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="alternate bare / heatmap timings, report the medians")
     args = p.parse_args()
     side, tile, batch = (1024, 224, 8) if args.quick else (2048, 224, 16)
     with tempfile.TemporaryDirectory() as d:
         small = make_slide(Path(d) / "small.tif", side, side)
         big = make_slide(Path(d) / "big.tif", 2 * side, 2 * side)
-        t = throughput(small, args.backbone, tile, batch, args.workers)
+        t = throughput(small, args.backbone, tile, batch, args.workers, 1 if args.quick else args.repeats)
         rss_small = peak_rss(small, tile, args.backbone)
         rss_big = peak_rss(big, tile, args.backbone)
     print(f"| model | tiles | bare forward (tiles/s) | heatmap (tiles/s) | ratio |\n|---|---|---|---|---|\n"
           f"| gap/{args.backbone}, {tile} px, batch {batch}, {args.workers} workers | {t['tiles']} | "
-          f"{t['bare_tiles_per_s']:.1f} | {t['heatmap_tiles_per_s']:.1f} | {t['ratio']:.2f} |")
+          f"{t['bare_tiles_per_s']:.1f} | {t['heatmap_tiles_per_s']:.1f} | {t['ratio']:.2f} "
+          f"(runs: {', '.join(f'{r:.2f}' for r in t['ratios'])}) |")
     print(f"\n| slide | peak RSS (MB) |\n|---|---|\n| {side}x{side} | {rss_small:.1f} |\n"
           f"| {2 * side}x{2 * side} (4x pixels) | {rss_big:.1f} ({100 * (rss_big / rss_small - 1):+.1f} %) |")
 
