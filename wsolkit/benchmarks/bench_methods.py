@@ -113,6 +113,9 @@ def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr, save=No
 
 
 def _fmt(vals: list[float]) -> str:
+    vals = [v for v in vals if not math.isnan(v)]
+    if not vals:
+        return "—"
     if len(vals) == 1:
         return f"{vals[0]:.1f}"
     return f"{statistics.mean(vals):.1f} ± {statistics.stdev(vals):.1f}"
@@ -125,12 +128,13 @@ def table(results: dict) -> str:
         seeds = max(len(v) for v in r["methods"].values())
         budget = "".join(f", {k} {v}" for k, v in r.get("budget", {}).items())
         lines.append(f"\n**{kind}** (all-ones baseline PxAP {_fmt(base)}; up to {seeds} seeds{budget})\n")
-        lines.append("| method | seeds | " + " | ".join(KEYS) + " |")
-        lines.append("| --- | --- | " + " | ".join("---" for _ in KEYS) + " |")
+        lines.append("| method | seeds | " + " | ".join(KEYS) + " | × baseline |")
+        lines.append("| --- | --- | " + " | ".join("---" for _ in KEYS) + " | --- |")
         for name in sorted(r["methods"], key=lambda n: -statistics.mean(v["pxap"] for v in r["methods"][n])):
             runs = r["methods"][name]
-            cells = [_fmt([v[k] for v in runs if not math.isnan(v[k])] or [math.nan]) for k in KEYS]
-            lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+            cells = [_fmt([v[k] for v in runs]) for k in KEYS]
+            ratio = statistics.mean(v["pxap"] for v in runs) / statistics.mean(base) if base else math.nan
+            lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | {ratio:.2f} |")
     return "\n".join(lines)
 
 
