@@ -104,13 +104,66 @@ def thumbnail(reader: Any, max_size: int = 1024) -> tuple[np.ndarray, float]:
     return rgb, float(reader.level_downsamples[lv])
 
 
+# heatmaps larger than this (pixels) are exported in row bands, never whole in memory (64 MB of float32)
+_IN_MEMORY_PIXELS = 2**24
+
+
+def _source(heatmap: Any) -> Any:
+    """The sliceable ``(H, W)`` array behind a heatmap (a :class:`~wsolkit.wsi.Heatmap`'s numpy or zarr map)."""
+    src = getattr(heatmap, "map", heatmap)
+    if not (hasattr(src, "shape") and hasattr(src, "__getitem__")):
+        src = np.asarray(src)
+    if len(src.shape) != 2:
+        raise ShapeError(f"`heatmap` must be (H, W), got {tuple(src.shape)}")
+    return src
+
+
+def _band_rows(width: int, multiple: int = 1) -> int:
+    """Rows per band so that a float32 band stays near ``_IN_MEMORY_PIXELS / 4`` pixels, a multiple of ``multiple``."""
+    rows = max(multiple, (_IN_MEMORY_PIXELS // 4) // max(width, 1))
+    return rows - rows % multiple
+
+
+def _rows(src: Any, y0: int, y1: int) -> np.ndarray:
+    return np.asarray(src[y0:y1], np.float32)
+
+
+def _binned_mean(src: Any, out_h: int, out_w: int) -> np.ndarray:
+    """Box-filter ``src`` to ``(out_h, out_w)`` reading it in row bands: output pixel ``(i, j)`` is the mean of the
+    source pixels with ``floor(y · out_h / H) = i`` and ``floor(x · out_w / W) = j`` (NaN counts as 0)."""
+    h, w = src.shape
+    ybin = (np.arange(h) * out_h) // h
+    xstart = np.searchsorted((np.arange(w) * out_w) // w, np.arange(out_w))
+    xcount = np.diff(np.append(xstart, w))
+    sums = np.zeros((out_h, out_w), np.float64)
+    band = _band_rows(w)
+    for y0 in range(0, h, band):
+        v = np.nan_to_num(_rows(src, y0, min(y0 + band, h)))
+        cols = np.add.reduceat(v, xstart, axis=1, dtype=np.float64)
+        ys = ybin[y0 : y0 + len(v)]
+        starts = np.flatnonzero(np.r_[True, ys[1:] != ys[:-1]])
+        sums[ys[starts]] += np.add.reduceat(cols, starts, axis=0)
+    ycount = np.bincount(ybin, minlength=out_h)
+    return (sums / (ycount[:, None] * xcount[None, :])).astype(np.float32)
+
+
 def save_overlay_png(path: str | os.PathLike, heatmap: Any, reader: Any, *, alpha: float = 0.5, cmap: str = "jet",
                      max_size: int = 1024) -> Path:
-    """Write the heatmap blended over the slide's thumbnail (pixels no tile covered stay as the thumbnail)."""
+    """Write the heatmap blended over the slide's thumbnail (pixels no tile covered stay as the thumbnail).
+
+    A heatmap larger than the thumbnail and than ``2**24`` pixels (e.g. streamed to zarr) is box-filtered to the
+    thumbnail's size in row bands, so memory stays bounded; a smaller one is resized whole (bilinear).
+    """
     check_number(alpha, "alpha", 0.0, 1.0)
     rgb, _ = thumbnail(reader, max_size)
-    h = np.asarray(heatmap, np.float32)
-    h = cv2.resize(h, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    src = _source(heatmap)
+    th, tw = rgb.shape[:2]
+    if src.shape[0] * src.shape[1] <= _IN_MEMORY_PIXELS:
+        h = cv2.resize(_rows(src, 0, src.shape[0]), (tw, th), interpolation=cv2.INTER_LINEAR)
+    else:
+        h = _binned_mean(src, min(th, src.shape[0]), min(tw, src.shape[1]))
+        if h.shape != (th, tw):
+            h = cv2.resize(h, (tw, th), interpolation=cv2.INTER_LINEAR)
     color = colorize(h, cmap).astype(np.float32)
     out = rgb.astype(np.float32)
     on = h > 0
@@ -123,18 +176,99 @@ def save_overlay_png(path: str | os.PathLike, heatmap: Any, reader: Any, *, alph
 
 
 def save_npy(path: str | os.PathLike, heatmap: Any) -> Path:
-    """Write the heatmap as a float32 ``.npy``."""
+    """Write the heatmap as a float32 ``.npy``, copied in row bands (a zarr heatmap is never whole in memory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.asarray(heatmap, np.float32))
+    src = _source(heatmap)
+    h, w = src.shape
+    if h * w <= _IN_MEMORY_PIXELS:
+        np.save(path, _rows(src, 0, h))
+        return path
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(h, w))
+    band = _band_rows(w)
+    for y0 in range(0, h, band):
+        mm[y0 : y0 + band] = _rows(src, y0, min(y0 + band, h))
+    mm.flush()
+    del mm
     return path
+
+
+def _to_uint8(v: np.ndarray, cmap: str | None) -> np.ndarray:
+    v = np.clip(np.nan_to_num(v.astype(np.float64)), 0, 1)
+    return colorize(v, cmap) if cmap else np.rint(v * 255).astype(np.uint8)
+
+
+def _halve(a: np.ndarray) -> np.ndarray:
+    """2 × 2 block means of a uint8 band (a trailing odd row or column dropped), rounded half up."""
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    b = a[:h, :w].astype(np.uint16)
+    s = b[0::2, 0::2] + b[1::2, 0::2] + b[0::2, 1::2] + b[1::2, 1::2]
+    return ((s + 2) // 4).astype(np.uint8)
 
 
 def save_heatmap_tiff(path: str | os.PathLike, heatmap: Any, *, cmap: str | None = None, tile: int = 256,
                       mpp: float | None = None) -> Path:
-    """The heatmap as a pyramidal TIFF: grey uint8 (``round(255 v)``) or an RGB colormap."""
-    v = np.clip(np.nan_to_num(np.asarray(heatmap, np.float64)), 0, 1)
-    img = colorize(v, cmap) if cmap else np.rint(v * 255).astype(np.uint8)
-    n = max(1, min(6, int(np.log2(max(1, min(img.shape[:2]) // 64))) + 1))
-    return write_pyramidal_tiff(path, img, num_levels=n, tile=tile, compression="zlib", mpp=mpp)
+    """The heatmap as a pyramidal TIFF: grey uint8 (``round(255 v)``) or an RGB colormap.
 
+    Up to ``2**24`` pixels the image is built in memory and written by :func:`write_pyramidal_tiff` (levels by
+    ``INTER_AREA``). A larger heatmap (e.g. streamed to zarr) is written tile by tile in row bands of ``tile``
+    rows: each reduced level is the 2 × 2 block mean of the previous one (a trailing odd row or column dropped),
+    kept in a temporary file next to ``path`` while the level above is written, so memory does not grow with the
+    slide.
+    """
+    import tifffile
+
+    src = _source(heatmap)
+    h, w = src.shape
+    check_int(tile, "tile", 16)
+    if tile % 16:
+        raise WSOLValueError(f"`tile` must be a multiple of 16 (TIFF), got {tile}")
+    n = max(1, min(6, int(np.log2(max(1, min(h, w) // 64))) + 1))
+    if h * w <= _IN_MEMORY_PIXELS:
+        return write_pyramidal_tiff(path, _to_uint8(_rows(src, 0, h), cmap), num_levels=n, tile=tile,
+                                    compression="zlib", mpp=mpp)
+    if mpp is not None:
+        check_number(mpp, "mpp", 0.0, low_inclusive=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    channels = (3,) if cmap else ()
+    tmp_dir = path.parent / f".{path.name}.levels"
+    tmp_dir.mkdir(exist_ok=True)
+    levels: dict[int, np.ndarray] = {}
+    try:
+        def level_rows(i: int, y0: int, y1: int) -> np.ndarray:
+            return _to_uint8(_rows(src, y0, y1), cmap) if i == 0 else levels[i][y0:y1]
+
+        kw: dict[str, Any] = {"tile": (tile, tile), "photometric": "rgb" if cmap else "minisblack",
+                              "metadata": None, "compression": "zlib", "dtype": np.uint8}
+        with tifffile.TiffWriter(path, bigtiff=h * w * (3 if cmap else 1) > 2**31) as tw:
+            dims = [(h >> i, w >> i) for i in range(n)]
+            for i in range(n):
+                hi, wi = dims[i]
+                if i + 1 < n:
+                    levels[i + 1] = np.lib.format.open_memmap(tmp_dir / f"{i + 1}.npy", mode="w+", dtype=np.uint8,
+                                                              shape=dims[i + 1] + channels)
+
+                def tiles(i: int = i, hi: int = hi, wi: int = wi):
+                    for y0 in range(0, hi, tile):
+                        band = level_rows(i, y0, min(y0 + tile, hi))
+                        if i + 1 < n:
+                            half = _halve(band)
+                            nxt = levels[i + 1]
+                            rows = min(len(half), nxt.shape[0] - y0 // 2)
+                            nxt[y0 // 2 : y0 // 2 + rows] = half[:rows, : nxt.shape[1]]
+                        for x0 in range(0, wi, tile):
+                            t = np.zeros((tile, tile) + channels, np.uint8)
+                            part = band[:, x0 : x0 + tile]
+                            t[: part.shape[0], : part.shape[1]] = part
+                            yield t
+
+                res = {} if mpp is None else {"resolution": (1e4 / (mpp * 2**i),) * 2, "resolutionunit": "CENTIMETER"}
+                tw.write(tiles(), shape=(hi, wi) + channels, subfiletype=1 if i else 0, **res, **kw)
+                levels.pop(i, None)
+    finally:
+        levels.clear()
+        for f in tmp_dir.glob("*.npy"):
+            f.unlink()
+        tmp_dir.rmdir()
+    return path
