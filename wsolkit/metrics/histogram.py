@@ -303,8 +303,9 @@ def _cpu_histogram(
             if not normalize and not check_range:
                 idx.clamp_(0, t)
             # the float32 product can only be wrong where it landed on an integer k (rounded up across it)
-            if torch.count_nonzero(f.frac()) < f.numel():
-                j = (f.frac() == 0).nonzero().squeeze(1)
+            whole = f.frac_() == 0  # f is not needed any more: its fraction in place, one pass
+            if bool(whole.any()):
+                j = whole.nonzero().squeeze(1)
                 k = idx[j]
                 idx[j] = k - (v[j] < th[k.clamp(0, t + 1).long()]).to(torch.int32)
             counts += torch.bincount(torch.add(idx, mc[a : a + _CHUNK], alpha=t + 1), minlength=n_codes * (t + 1))
