@@ -18,10 +18,13 @@ class Recording:
         self.a, self.shape, self.max_rows = a, a.shape, 0
 
     def __getitem__(self, key):
-        if key is Ellipsis or not isinstance(key, slice):
+        rows_key = key[0] if isinstance(key, tuple) else key
+        if not isinstance(rows_key, slice):
             raise AssertionError("the export read the whole map at once")
-        rows = len(range(*key.indices(self.shape[0])))
+        rows = len(range(*rows_key.indices(self.shape[0])))
+        cols = len(range(*key[1].indices(self.shape[1]))) if isinstance(key, tuple) else self.shape[1]
         self.max_rows = max(self.max_rows, rows)
+        self.max_pixels = max(getattr(self, "max_pixels", 0), rows * cols)
         return self.a[key]
 
 
@@ -50,7 +53,7 @@ def test_streamed_tiff_levels_equal_the_reference(tmp_path, monkeypatch, cmap):
     v = _map(301, 263)
     src = Recording(v)
     p = save_heatmap_tiff(tmp_path / "h.tif", src, cmap=cmap, tile=32, mpp=2.0)
-    assert src.max_rows <= 32  # one band of `tile` rows at a time
+    assert src.max_rows <= 32 and src.max_pixels <= 32 * 32  # one tile at a time
     assert not any(tmp_path.glob(".*levels*"))  # the temporary levels are removed
     clean = np.clip(np.nan_to_num(v.astype(np.float64)), 0, 1)
     level0 = colorize(clean, cmap) if cmap else np.rint(clean * 255).astype(np.uint8)

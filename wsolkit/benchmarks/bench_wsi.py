@@ -72,6 +72,36 @@ def _rss_child(path: str, out: str, tile: int, backbone: str) -> None:
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def _export_child(side: int, d: str) -> None:
+    """Peak RSS of exporting a ``side``² zarr heatmap as .npy, TIFF pyramid and overlay PNG."""
+    import resource
+
+    import zarr
+
+    from wsolkit.wsi import InMemorySlide, save_heatmap_tiff, save_npy, save_overlay_png
+
+    z = zarr.open_array(f"{d}/h.zarr", mode="w", shape=(side, side), chunks=(512, 2048), dtype="float32")
+    ramp = np.linspace(0, 1, side, dtype=np.float32)
+    for y in range(0, side, 512):
+        z[y : y + 512] = ramp[None, :] * ramp[y : y + 512, None]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    slide = InMemorySlide.from_array(np.full((256, 256, 3), 220, np.uint8), num_levels=1)
+    save_npy(f"{d}/h.npy", z)
+    save_heatmap_tiff(f"{d}/h.tif", z, cmap="jet")
+    save_overlay_png(f"{d}/o.png", z, slide)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"before_mb": base, "peak_rss_mb": peak}))
+
+
+def export_rss(side: int) -> dict:
+    here = str(Path(__file__).parent)
+    with tempfile.TemporaryDirectory() as d:
+        code = (f"import sys; sys.path.insert(0, {here!r}); from bench_wsi import _export_child; "
+                f"_export_child({side}, {d!r})")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def peak_rss(path: Path, tile: int, backbone: str) -> float:
     here, zarr_out = str(Path(__file__).parent), str(path) + ".zarr"
     code = (f"import sys; sys.path.insert(0, {here!r}); from bench_wsi import _rss_child; "
@@ -99,6 +129,12 @@ def main() -> None:
           f"| gap/{args.backbone}, {tile} px, batch {batch}, {args.workers} workers | {t['tiles']} | "
           f"{t['bare_tiles_per_s']:.1f} | {t['heatmap_tiles_per_s']:.1f} | {t['ratio']:.2f} "
           f"(runs: {', '.join(f'{r:.2f}' for r in t['ratios'])}) |")
+    side_e = 2048 if args.quick else 8192
+    e1, e2 = export_rss(side_e), export_rss(2 * side_e)
+    print(f"\n| exported zarr heatmap (npy + TIFF pyramid + overlay) | peak RSS (MB) |\n|---|---|\n"
+          f"| {side_e}² ({side_e * side_e * 4 / 2**20:.0f} MB float32) | {e1['peak_rss_mb']:.1f} |\n"
+          f"| {2 * side_e}² (4× pixels) | {e2['peak_rss_mb']:.1f} "
+          f"({100 * (e2['peak_rss_mb'] / e1['peak_rss_mb'] - 1):+.1f} %) |")
     print(f"\n| slide | peak RSS (MB) |\n|---|---|\n| {side}x{side} | {rss_small:.1f} |\n"
           f"| {2 * side}x{2 * side} (4x pixels) | {rss_big:.1f} ({100 * (rss_big / rss_small - 1):+.1f} %) |")
 

@@ -184,12 +184,12 @@ def save_npy(path: str | os.PathLike, heatmap: Any) -> Path:
     if h * w <= _IN_MEMORY_PIXELS:
         np.save(path, _rows(src, 0, h))
         return path
-    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(h, w))
-    band = _band_rows(w)
-    for y0 in range(0, h, band):
-        mm[y0 : y0 + band] = _rows(src, y0, min(y0 + band, h))
-    mm.flush()
-    del mm
+    with open(path, "wb") as fh:  # plain writes: a memmap's dirty pages would count in the resident set
+        np.lib.format.write_array_header_2_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                  "fortran_order": False, "shape": (h, w)})
+        band = _band_rows(w)
+        for y0 in range(0, h, band):
+            fh.write(np.ascontiguousarray(_rows(src, y0, min(y0 + band, h))).tobytes())
     return path
 
 
@@ -234,41 +234,51 @@ def save_heatmap_tiff(path: str | os.PathLike, heatmap: Any, *, cmap: str | None
     channels = (3,) if cmap else ()
     tmp_dir = path.parent / f".{path.name}.levels"
     tmp_dir.mkdir(exist_ok=True)
-    levels: dict[int, np.ndarray] = {}
     try:
-        def level_rows(i: int, y0: int, y1: int) -> np.ndarray:
-            return _to_uint8(_rows(src, y0, y1), cmap) if i == 0 else levels[i][y0:y1]
-
         kw: dict[str, Any] = {"tile": (tile, tile), "photometric": "rgb" if cmap else "minisblack",
                               "metadata": None, "compression": "zlib", "dtype": np.uint8}
+        dims = [(h >> i, w >> i) for i in range(n)]
         with tifffile.TiffWriter(path, bigtiff=h * w * (3 if cmap else 1) > 2**31) as tw:
-            dims = [(h >> i, w >> i) for i in range(n)]
             for i in range(n):
                 hi, wi = dims[i]
-                if i + 1 < n:
-                    levels[i + 1] = np.lib.format.open_memmap(tmp_dir / f"{i + 1}.npy", mode="w+", dtype=np.uint8,
-                                                              shape=dims[i + 1] + channels)
+                row_bytes = wi * (3 if cmap else 1)
 
-                def tiles(i: int = i, hi: int = hi, wi: int = wi):
-                    for y0 in range(0, hi, tile):
-                        band = level_rows(i, y0, min(y0 + tile, hi))
-                        if i + 1 < n:
-                            half = _halve(band)
-                            nxt = levels[i + 1]
-                            rows = min(len(half), nxt.shape[0] - y0 // 2)
-                            nxt[y0 // 2 : y0 // 2 + rows] = half[:rows, : nxt.shape[1]]
-                        for x0 in range(0, wi, tile):
-                            t = np.zeros((tile, tile) + channels, np.uint8)
-                            part = band[:, x0 : x0 + tile]
-                            t[: part.shape[0], : part.shape[1]] = part
-                            yield t
+                def tiles(i: int = i, hi: int = hi, wi: int = wi, row_bytes: int = row_bytes):
+                    # level i read in bands of `tile` rows (level 0 from the map, level i > 0 from the temporary
+                    # file the level above wrote); its 2 x 2 block means appended to the next level's file
+                    src_fh = open(tmp_dir / f"{i}.raw", "rb") if i else None
+                    dst_fh = open(tmp_dir / f"{i + 1}.raw", "wb") if i + 1 < n else None
+                    try:
+                        for y0 in range(0, hi, tile):
+                            rows = min(y0 + tile, hi) - y0
+                            if src_fh is not None:  # uint8 rows of a reduced level
+                                raw = src_fh.read(rows * row_bytes)
+                                band = np.frombuffer(raw, np.uint8).reshape((rows, wi) + channels)
+                            else:  # level 0: converted tile by tile into a uint8 band (float64 colour maps stay small)
+                                band = np.empty((rows, wi) + channels, np.uint8)
+                                for x0 in range(0, wi, tile):
+                                    vals = np.asarray(src[y0 : y0 + rows, x0 : x0 + tile], np.float32)
+                                    band[:, x0 : x0 + tile] = _to_uint8(vals, cmap)
+                            if dst_fh is not None:  # the next level's rows, written before the band's tiles are
+                                half = _halve(band)
+                                keep = min(len(half), dims[i + 1][0] - y0 // 2)
+                                dst_fh.write(np.ascontiguousarray(half[:keep, : dims[i + 1][1]]).tobytes())
+                            for x0 in range(0, wi, tile):
+                                t = np.zeros((tile, tile) + channels, np.uint8)
+                                part = band[:, x0 : x0 + tile]
+                                t[: part.shape[0], : part.shape[1]] = part
+                                yield t
+                    finally:
+                        for fh in (src_fh, dst_fh):
+                            if fh is not None:
+                                fh.close()
 
                 res = {} if mpp is None else {"resolution": (1e4 / (mpp * 2**i),) * 2, "resolutionunit": "CENTIMETER"}
-                tw.write(tiles(), shape=(hi, wi) + channels, subfiletype=1 if i else 0, **res, **kw)
-                levels.pop(i, None)
+                gen = tiles()
+                tw.write(gen, shape=(hi, wi) + channels, subfiletype=1 if i else 0, **res, **kw)
+                gen.close()  # the writer stops at the last tile: close the files (flushing the next level) now
     finally:
-        levels.clear()
-        for f in tmp_dir.glob("*.npy"):
+        for f in tmp_dir.glob("*.raw"):
             f.unlink()
         tmp_dir.rmdir()
     return path
