@@ -1,5 +1,0 @@
-"""Losses shared by several methods."""
-
-from wsolkit.losses.elb import ELB, elb
-
-__all__ = ["ELB", "elb"]
