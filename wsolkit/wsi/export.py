@@ -53,17 +53,14 @@ def write_pyramidal_tiff(path: str | os.PathLike, image: np.ndarray, *, num_leve
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
         raise ShapeError(f"`image` must have shape (H, W) or (H, W, 3), got {a.shape}")
     check_int(num_levels, "num_levels", 1)
-    check_int(tile, "tile", 16)
-    if tile % 16:
-        raise WSOLValueError(f"`tile` must be a multiple of 16 (TIFF), got {tile}")
+    _check_tile(tile)
     if compression is not None:
         check_choice(compression, "compression", ("jpeg", "deflate", "zlib"))
     if mpp is not None:
         check_number(mpp, "mpp", 0.0, low_inclusive=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kw: dict[str, Any] = {"tile": (tile, tile), "photometric": "rgb" if a.ndim == 3 else "minisblack",
-                          "metadata": None}
+    kw: dict[str, Any] = _page_options(tile, a.ndim == 3)
     if compression == "jpeg":
         kw["compression"] = "jpeg"
         kw["compressionargs"] = {"level": int(quality)}
@@ -76,9 +73,23 @@ def write_pyramidal_tiff(path: str | os.PathLike, image: np.ndarray, *, num_leve
             if i:
                 size = (max(1, level.shape[1] // 2), max(1, level.shape[0] // 2))
                 level = cv2.resize(level, size, interpolation=cv2.INTER_AREA)
-            res = {} if mpp is None else {"resolution": (1e4 / (mpp * 2**i),) * 2, "resolutionunit": "CENTIMETER"}
-            tw.write(level, subfiletype=1 if i else 0, **res, **kw)
+            tw.write(level, subfiletype=1 if i else 0, **_resolution(mpp, i), **kw)
     return path
+
+
+def _check_tile(tile: int) -> None:
+    check_int(tile, "tile", 16)
+    if tile % 16:
+        raise WSOLValueError(f"`tile` must be a multiple of 16 (TIFF), got {tile}")
+
+
+def _page_options(tile: int, rgb: bool) -> dict[str, Any]:
+    return {"tile": (tile, tile), "photometric": "rgb" if rgb else "minisblack", "metadata": None}
+
+
+def _resolution(mpp: float | None, level: int) -> dict[str, Any]:
+    """Resolution tags of pyramid level ``level`` (pixels per centimetre), none when the mpp is unknown."""
+    return {} if mpp is None else {"resolution": (1e4 / (mpp * 2**level),) * 2, "resolutionunit": "CENTIMETER"}
 
 
 def colorize(values: np.ndarray, cmap: str = "jet") -> np.ndarray:
@@ -118,10 +129,9 @@ def _source(heatmap: Any) -> Any:
     return src
 
 
-def _band_rows(width: int, multiple: int = 1) -> int:
-    """Rows per band so that a float32 band stays near ``_IN_MEMORY_PIXELS / 4`` pixels, a multiple of ``multiple``."""
-    rows = max(multiple, (_IN_MEMORY_PIXELS // 4) // max(width, 1))
-    return rows - rows % multiple
+def _band_rows(width: int) -> int:
+    """Rows per band so that a float32 band stays near ``_IN_MEMORY_PIXELS / 4`` pixels."""
+    return max(1, (_IN_MEMORY_PIXELS // 4) // max(width, 1))
 
 
 def _rows(src: Any, y0: int, y1: int) -> np.ndarray:
@@ -220,9 +230,7 @@ def save_heatmap_tiff(path: str | os.PathLike, heatmap: Any, *, cmap: str | None
 
     src = _source(heatmap)
     h, w = src.shape
-    check_int(tile, "tile", 16)
-    if tile % 16:
-        raise WSOLValueError(f"`tile` must be a multiple of 16 (TIFF), got {tile}")
+    _check_tile(tile)
     n = max(1, min(6, int(np.log2(max(1, min(h, w) // 64))) + 1))
     if h * w <= _IN_MEMORY_PIXELS:
         return write_pyramidal_tiff(path, _to_uint8(_rows(src, 0, h), cmap), num_levels=n, tile=tile,
@@ -232,16 +240,16 @@ def save_heatmap_tiff(path: str | os.PathLike, heatmap: Any, *, cmap: str | None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     channels = (3,) if cmap else ()
+    samples = 3 if cmap else 1
     tmp_dir = path.parent / f".{path.name}.levels"
     tmp_dir.mkdir(exist_ok=True)
     try:
-        kw: dict[str, Any] = {"tile": (tile, tile), "photometric": "rgb" if cmap else "minisblack",
-                              "metadata": None, "compression": "zlib", "dtype": np.uint8}
+        kw = {**_page_options(tile, bool(cmap)), "compression": "zlib", "dtype": np.uint8}
         dims = [(h >> i, w >> i) for i in range(n)]
-        with tifffile.TiffWriter(path, bigtiff=h * w * (3 if cmap else 1) > 2**31) as tw:
+        with tifffile.TiffWriter(path, bigtiff=h * w * samples > 2**31) as tw:
             for i in range(n):
                 hi, wi = dims[i]
-                row_bytes = wi * (3 if cmap else 1)
+                row_bytes = wi * samples
 
                 def tiles(i: int = i, hi: int = hi, wi: int = wi, row_bytes: int = row_bytes):
                     # level i read in bands of `tile` rows (level 0 from the map, level i > 0 from the temporary
@@ -273,9 +281,8 @@ def save_heatmap_tiff(path: str | os.PathLike, heatmap: Any, *, cmap: str | None
                             if fh is not None:
                                 fh.close()
 
-                res = {} if mpp is None else {"resolution": (1e4 / (mpp * 2**i),) * 2, "resolutionunit": "CENTIMETER"}
                 gen = tiles()
-                tw.write(gen, shape=(hi, wi) + channels, subfiletype=1 if i else 0, **res, **kw)
+                tw.write(gen, shape=(hi, wi) + channels, subfiletype=1 if i else 0, **_resolution(mpp, i), **kw)
                 gen.close()  # the writer stops at the last tile: close the files (flushing the next level) now
     finally:
         for f in tmp_dir.glob("*.raw"):
