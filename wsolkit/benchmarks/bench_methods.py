@@ -80,15 +80,14 @@ def _baseline(m: torch.Tensor) -> float:
 def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr, save=None) -> dict:
     """Train and measure; ``n_train`` / ``epochs`` of ``None`` take the kind's budget (:data:`KIND_BUDGET`)."""
     results: dict = {}
-    given_n, given_epochs = n_train, epochs
     for kind in kinds:
-        n_train = given_n if given_n is not None else KIND_BUDGET.get(kind, {}).get("n_train", 400)
-        epochs = given_epochs if given_epochs is not None else KIND_BUDGET.get(kind, {}).get("epochs", 8)
-        budget = {"n_train": n_train, "n_test": n_test, "size": size, "epochs": epochs, "width": width, "lr": lr}
+        default = KIND_BUDGET.get(kind, {"n_train": 400, "epochs": 8})
+        budget = {"n_train": default["n_train"] if n_train is None else n_train, "n_test": n_test, "size": size,
+                  "epochs": default["epochs"] if epochs is None else epochs, "width": width, "lr": lr}
         results[kind] = {"baseline": [], "methods": {}, "budget": budget}
         for seed in seeds:
             torch.manual_seed(seed)
-            x, y, _ = SyntheticHistology(kind, "train", n=n_train, size=size, seed=seed).tensors()
+            x, y, _ = SyntheticHistology(kind, "train", n=budget["n_train"], size=size, seed=seed).tensors()
             xt, yt, mt = SyntheticHistology(kind, "test", n=n_test, size=size, seed=seed).tensors()
             results[kind]["baseline"].append(_baseline(mt))
             classifier = None
@@ -102,10 +101,10 @@ def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr, save=No
                         raise RuntimeError("the GAP classifier must be trained first (include 'gap')")
                     method = wsolkit.create_method(name, classifier=classifier, **_options(name, size, width))
                     if method.trainable:
-                        fit(method, x, y, epochs=epochs, batch_size=32, lr=lr, seed=seed)
+                        fit(method, x, y, epochs=budget["epochs"], batch_size=32, lr=lr, seed=seed)
                 else:
                     method = wsolkit.create_method(name, 2, **_options(name, size, width))
-                    fit(method, x, y, epochs=epochs, batch_size=32, lr=lr, seed=seed)
+                    fit(method, x, y, epochs=budget["epochs"], batch_size=32, lr=lr, seed=seed)
                     if name == "gap":
                         classifier = method.eval()
                 res = _measure(method, xt, yt, mt)
@@ -117,6 +116,11 @@ def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr, save=No
                 print(f"[{kind} seed {seed}] {name:16s} acc {res['accuracy']:5.1f}  PxAP {res['pxap']:5.1f}  "
                       f"({res['seconds']:.0f} s)", flush=True)
     return results
+
+
+def _baselines(r: dict) -> list[float]:
+    """A kind's baseline PxAP per seed (files of older runs hold one number)."""
+    return r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
 
 
 def _fmt(vals: list[float]) -> str:
@@ -131,7 +135,7 @@ def _fmt(vals: list[float]) -> str:
 def table(results: dict) -> str:
     lines = []
     for kind, r in results.items():
-        base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
+        base = _baselines(r)
         seeds = max(len(v) for v in r["methods"].values())
         budget = "".join(f", {k} {v}" for k, v in r.get("budget", {}).items())
         lines.append(f"\n**{kind}** (all-ones baseline PxAP {_fmt(base)}; up to {seeds} seeds{budget})\n")
@@ -156,12 +160,10 @@ def merge(paths: list[str]) -> dict:
             dst = results.setdefault(kind, {"baseline": {}, "methods": {}, "budget": budget})
             if dst["budget"] != budget:
                 raise WSOLValueError(f"{path}: {kind} was run at {budget}, the other files at {dst['budget']}")
-            base = r["baseline"] if isinstance(r["baseline"], list) else [r["baseline"]]
-            dst["baseline"].update(zip(seeds, base))
+            dst["baseline"].update(zip(seeds, _baselines(r)))
             for name, runs in r["methods"].items():
-                dst["methods"].setdefault(name, {}).update(
-                    (run["seed"], run) if "seed" in run else (seed, run) for seed, run in zip(seeds, runs)
-                )
+                by_seed = dst["methods"].setdefault(name, {})
+                by_seed.update((run.get("seed", seed), run) for seed, run in zip(seeds, runs))
     for r in results.values():
         r["baseline"] = [r["baseline"][s] for s in sorted(r["baseline"])]
         r["methods"] = {n: [runs[s] for s in sorted(runs)] for n, runs in r["methods"].items()}
