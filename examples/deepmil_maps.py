@@ -26,16 +26,14 @@ import torch.nn.functional as F
 
 import wsolkit
 from wsolkit.data import SyntheticHistology
-from wsolkit.metrics import LocalizationMeter
+from wsolkit.metrics import pxap
 from wsolkit.training import fit
 
 
 def _pxap(maps: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> float:
     if not len(maps):
         return float("nan")
-    meter = LocalizationMeter(normalize=True)
-    meter.update(maps.float(), masks, labels)
-    return float(meter.compute()["pxap"])
+    return pxap(maps.float(), masks, labels=labels, normalize=True)
 
 
 def run(kind: str, seed: int, n_train: int, n_test: int, size: int, epochs: int, width: int) -> dict:
@@ -68,9 +66,7 @@ def run(kind: str, seed: int, n_train: int, n_test: int, size: int, epochs: int,
         for reading, maps in readings.items():
             per_class = {c: _pxap(maps[keep & (yt == c)], mt[keep & (yt == c)], yt[keep & (yt == c)]) for c in (0, 1)}
             rows[f"{name}: {reading}"] = {"accuracy": acc, "all": _pxap(maps[keep], mt[keep], yt[keep]), **per_class}
-    baseline = LocalizationMeter(normalize=True)
-    baseline.update(torch.zeros(int(keep.sum()), 1, 4, 4), mt[keep], None)
-    rows["_baseline"] = float(baseline.compute()["pxap"])
+    rows["_baseline"] = pxap(torch.zeros(int(keep.sum()), 4, 4), mt[keep], normalize=True)
     return rows
 
 
