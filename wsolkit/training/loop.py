@@ -1,19 +1,4 @@
-"""The training loop of the method protocol, over DataLoaders (or in-memory tensors), with evaluation and checkpoints.
-
-:func:`fit` is ``for step in training_steps(method, x, y): step.total.backward()`` per batch, plus what a real run
-needs: AMP on CUDA (``GradScaler``), gradient accumulation, a tqdm bar, a checkpoint each epoch (loaded with
-``torch.load(weights_only=True)``), ``resume=``, B-LOC / B-CL model selection on a validation loader
-(:class:`~wsolkit.metrics.ModelSelector`) and per-epoch metrics to a CSV or callbacks. Nothing is forced: the same
-three lines work in any loop (Lightning, a DDP script).
-
-Checkpoint format (a dict of tensors and plain Python values)::
-
-    {"format": "wsolkit-checkpoint-1", "method": name | None, "num_classes": K, "options": {...},
-     "state_dict": ..., "optimizer": ... | None, "scaler": ... | None, "scheduler": ... | None, "epoch": e,
-     "history": [per-epoch records], "wsolkit_version": "..."}
-
-:func:`load_method` rebuilds the method with ``wsolkit.create_method(method, num_classes, **options)``.
-"""
+"""The training loop: :func:`fit` over a DataLoader (or in-memory tensors) and :func:`training_steps`."""
 
 from __future__ import annotations
 
@@ -21,7 +6,6 @@ import csv
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,38 +13,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from wsolkit import cams as cam_ops
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_int
-from wsolkit.data.preprocessing import IMAGENET, preprocessing
-from wsolkit.metrics import localization_histogram, pxap_from_histogram
+from wsolkit.data.preprocessing import preprocessing
 from wsolkit.output import LossOutput
+from wsolkit.training._common import _core, _device_of, _num_classes, _split_batch
+from wsolkit.training.checkpoints import load_checkpoint, save_checkpoint
+from wsolkit.training.evaluation import _evaluate_loader
 
-__all__ = ["training_steps", "fit", "evaluate", "predict_maps", "save_checkpoint", "load_checkpoint", "load_method",
-           "CHECKPOINT_FORMAT", "standardize"]
-
-CHECKPOINT_FORMAT = "wsolkit-checkpoint-1"
-_DEPRECATED = {"IMAGENET_MEAN": IMAGENET.mean, "IMAGENET_STD": IMAGENET.std}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _DEPRECATED:
-        warnings.warn(f"wsolkit.training.{name} is deprecated: use wsolkit.data.preprocessing(model) (or "
-                      f"wsolkit.data.IMAGENET.{name.split('_')[1].lower()})", DeprecationWarning, stacklevel=2)
-        return _DEPRECATED[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def standardize(images: torch.Tensor) -> torch.Tensor:
-    """Deprecated: ImageNet standardisation; use ``wsolkit.data.preprocessing(model)(images)``."""
-    warnings.warn("wsolkit.training.standardize is deprecated: use wsolkit.data.preprocessing(model)(images)",
-                  DeprecationWarning, stacklevel=2)
-    return IMAGENET(images)
-
-
-def _core(method: nn.Module) -> nn.Module:
-    while isinstance(method, nn.parallel.DistributedDataParallel) or hasattr(method, "_orig_mod"):
-        method = method.module if isinstance(method, nn.parallel.DistributedDataParallel) else method._orig_mod
-    return method
+__all__ = ["fit", "training_steps"]
 
 
 def training_steps(method: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Iterator[LossOutput]:
@@ -85,222 +45,7 @@ def training_steps(method: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> 
     return steps(x, labels, forward=None if core is method else method)
 
 
-# ----------------------------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: str | os.PathLike, method: nn.Module, *, method_name: str | None = None,
-                    num_classes: int | None = None, options: dict[str, Any] | None = None, **state: Any) -> Path:
-    """Write a checkpoint (see the module docstring); ``state`` adds ``optimizer``, ``scaler``, ``epoch``, ...
 
-    The method's name, class count and plain options default to what :func:`wsolkit.create_method` recorded on it,
-    so ``load_method(save_checkpoint(path, wsolkit.create_method(...)))`` rebuilds the same method. Values of
-    ``state`` that have a ``state_dict()`` (optimizer, scaler, scheduler) are stored as their state dict.
-
-    Example:
-        >>> import tempfile, wsolkit
-        >>> m = wsolkit.create_method("gap", 2, backbone="smallcnn")
-        >>> p = save_checkpoint(tempfile.mkdtemp() + "/m.pt", m)
-        >>> type(load_method(p)).__name__, load_checkpoint(p)["options"]
-        ('WSOLModel', {'backbone': 'smallcnn'})
-    """
-    from wsolkit import __version__
-
-    core = _core(method)
-    if num_classes is None:
-        num_classes = getattr(core, "method_num_classes", None)
-    if options is None:
-        options = getattr(core, "method_options", None)
-    ckpt = {"format": CHECKPOINT_FORMAT, "method": method_name or getattr(core, "method_name", None),
-            "num_classes": num_classes, "options": dict(options or {}),
-            "state_dict": {k: v.detach().cpu() for k, v in _core(method).state_dict().items()},
-            "wsolkit_version": __version__}
-    for key, value in state.items():
-        ckpt[key] = value.state_dict() if callable(getattr(value, "state_dict", None)) else value
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)  # never a half-written checkpoint
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` and check its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise WSOLValueError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise WSOLValueError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise WSOLValueError(f"{str(path)!r} is not a wsolkit checkpoint (no 'state_dict' entry)")
-    return ckpt
-
-
-def load_method(checkpoint: str | os.PathLike | dict[str, Any], map_location: str | torch.device = "cpu",
-                **overrides: Any) -> nn.Module:
-    """Rebuild a method from a checkpoint with :func:`wsolkit.create_method` and load its weights (eval mode).
-
-    Args:
-        checkpoint: a path or a loaded checkpoint dict (needs ``"method"``, ``"num_classes"``, ``"options"``).
-        map_location: where tensors are loaded.
-        **overrides: replace stored options (e.g. ``classifier=`` a module for methods over a classifier).
-    """
-    import wsolkit
-
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location)
-    if not ckpt.get("method"):
-        raise WSOLValueError("the checkpoint does not name its method: pass `method_name=` to fit/save_checkpoint")
-    method = wsolkit.create_method(ckpt["method"], ckpt.get("num_classes"), **{**ckpt.get("options", {}), **overrides})
-    method.load_state_dict(ckpt["state_dict"])
-    return method.eval()
-
-
-# ---------------------------------------------------------------------------------------------------- evaluation
-def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    if not isinstance(batch, (list, tuple)) or len(batch) not in (2, 3):
-        raise WSOLTypeError("loader batches must be (images, labels) or (images, labels, masks)")
-    x, y = batch[0], torch.as_tensor(batch[1])
-    return x, y, (batch[2] if len(batch) == 3 else None)
-
-
-@torch.no_grad()
-def _evaluate_loader(method: nn.Module, loader: Iterable, *, device: Any = None, num_thresholds: int = 1000,
-                     roi_only: bool = True, amp: bool | None = None, progress: bool = False) -> dict[str, Any]:
-    from tqdm.auto import tqdm
-
-    from wsolkit.metrics.meters import ClassificationMeter, LocalizationMeter
-
-    device = torch.device(device) if device is not None else _device_of(method)
-    amp = device.type == "cuda" if amp is None else amp
-    was = method.training
-    method.eval()
-    loc = LocalizationMeter(num_thresholds, normalize=True)
-    cls: Any = None
-    n_loc = 0
-    try:
-        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
-            x, y, m = _split_batch(batch)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, enabled=amp):
-                out = method(x)
-            logits = out.logits.float()
-            if cls is None:
-                cls = ClassificationMeter(logits.shape[1])
-            labelled = y >= 0
-            if labelled.any():
-                cls.update(logits[labelled], y[labelled])
-            if m is None:
-                continue
-            m = m.to(device)
-            keep = labelled & ((m == 1).flatten(1).any(1) if roi_only else (m != 255).flatten(1).any(1))
-            if keep.any():
-                loc.update(out.cams.float()[keep], m[keep], y[keep])
-                n_loc += int(keep.sum())
-    finally:
-        method.train(was)
-    acc = cls.compute() if cls is not None else {"accuracy": float("nan")}
-    res: dict[str, Any] = {"accuracy": acc["accuracy"], "n_loc": n_loc,
-                           "pxap": loc.compute()["pxap"] if n_loc else float("nan")}
-    return res
-
-
-def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Accuracy and PxAP of a method over a loader — ``evaluate(method, loader, *, device, num_thresholds,
-    roi_only, amp, progress)`` — or of precomputed maps — ``evaluate(logits, maps, labels, masks, roi_only=True)``.
-
-    Loader form: batches ``(images, labels[, masks])`` of model-ready images; maps of the true class go through the
-    protocol (upsampling, per-image min-max) inside :class:`~wsolkit.metrics.LocalizationMeter`; localization is
-    measured on images with foreground pixels (``roi_only``, as in the survey for CAMELYON16's normal images) or any
-    non-ignored pixel; images labelled ``-1`` are skipped. Returns ``{"accuracy", "pxap", "n_loc"}`` (percent).
-
-    Tensor form: ``logits (N, C)``, ``maps (N, H, W)`` normalised, ``labels (N,)``, ``masks (N, H, W)``; returns
-    ``{"accuracy", "pxap", "pxap_baseline", "n_loc"}``.
-
-    Example:
-        >>> import wsolkit
-        >>> m = wsolkit.create_method("gap", 2, backbone="smallcnn")
-        >>> masks = torch.zeros(4, 32, 32, dtype=torch.uint8); masks[:, 8:24, 8:24] = 1
-        >>> loader = [(torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 0, 1]), masks)]
-        >>> sorted(evaluate(m, loader))
-        ['accuracy', 'n_loc', 'pxap']
-    """
-    if args and isinstance(args[0], torch.Tensor):
-        return _evaluate_tensors(*args, **kwargs)
-    return _evaluate_loader(*args, **kwargs)
-
-
-def _evaluate_tensors(logits: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
-                      roi_only: bool = True) -> dict[str, float]:
-    acc = 100.0 * float((logits.argmax(1) == labels).float().mean())
-    keep = (masks == 1).flatten(1).any(1) if roi_only else torch.ones(len(masks), dtype=torch.bool)
-    fg, bg = localization_histogram(maps[keep], masks[keep])
-    ones_fg, ones_bg = localization_histogram(torch.zeros_like(maps[keep]), masks[keep])
-    return {"accuracy": acc, "pxap": pxap_from_histogram(fg, bg),
-            "pxap_baseline": pxap_from_histogram(ones_fg, ones_bg),
-            "n_loc": int(keep.sum())}
-
-
-def _num_classes(method: nn.Module) -> int | None:
-    from wsolkit.method import classifier_num_classes
-
-    for m in _core(method).modules():
-        k = classifier_num_classes(m)
-        if k is not None:
-            return k
-    return None
-
-
-def _device_of(method: nn.Module) -> torch.device:
-    p = next(iter(method.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def predict_maps(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor | None = None,
-    batch_size: int = 64,
-    cam_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]] | None = None,
-    device: str | torch.device = "cpu",
-    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and protocol-processed maps (target class = ``labels``, else the prediction) at the image size.
-
-    Args:
-        model: a method returning :class:`~wsolkit.output.WSOLOutput`.
-        images: ``(N, 3, H, W)`` in ``[0, 1]``.
-        labels: classes whose maps are taken; ``None`` → predicted class.
-        batch_size: inference batch size.
-        cam_fn: ``cam_fn(model, x, y) -> (logits, raw maps (B, C, h, w))`` for models that localise differently.
-        device: device to run on.
-        preprocess: normalisation of the images (default: :func:`wsolkit.data.preprocessing` of ``model``).
-
-    Returns:
-        ``(logits (N, C), maps (N, H, W))`` on the CPU.
-    """
-    preprocess = preprocess if preprocess is not None else preprocessing(model)
-    was = model.training
-    model.to(device).eval()
-    all_logits, all_maps = [], []
-    try:
-        for i in range(0, images.shape[0], batch_size):
-            x = preprocess(images[i : i + batch_size].to(device))
-            y = labels[i : i + batch_size].to(device) if labels is not None else None
-            if cam_fn is not None:
-                logits, raw = cam_fn(model, x, y)
-            else:
-                out = model(x)
-                logits, raw = out.logits, out.cams
-            target = y if y is not None else logits.argmax(1)
-            all_maps.append(cam_ops.postprocess(raw.float(), target, images.shape[-2:]).cpu())
-            all_logits.append(logits.float().cpu())
-    finally:
-        model.train(was)
-    return torch.cat(all_logits), torch.cat(all_maps)
-
-
-# ------------------------------------------------------------------------------------------------------- training
 class _Preprocessed:
     """In-memory tensors with flips/transposes (drawn from ``g``) and the model's normalisation."""
 
@@ -540,4 +285,3 @@ def _fit_loader(
             rec_fn(torch.cat([_split_batch(b)[0] for b in train_loader]).to(device))
     method.eval()
     return {"history": history, "selector": selector, "checkpoint": last}
-
