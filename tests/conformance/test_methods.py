@@ -29,7 +29,7 @@ TINY_OPTIONS: dict[str, dict] = {
     "sscam": {"n_samples": 2},
     "iscam": {"n_samples": 2},
     "smoothgradcam++": {"n_samples": 2},
-    "maxmin": {"u": 2},
+    "maxmin": {"passes": 3},
     "acol": {"mid_channels": 16},
     "spg": {"mid_channels": 16},
 }

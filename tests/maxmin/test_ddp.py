@@ -16,9 +16,9 @@ from wsolkit.maxmin import maxmin_method
 from wsolkit.training import training_steps
 
 
-def _model(u: int):
+def _model(passes: int):
     torch.manual_seed(0)
-    model = maxmin_method(2, backbone=create_backbone("smallcnn", output_stride=8, width=4), head="gap", u=u,
+    model = maxmin_method(2, backbone=create_backbone("smallcnn", output_stride=8, width=4), head="gap", passes=passes,
                           share_backbone=False)
     with torch.no_grad():  # the localizer starts right on class 0 so that erasing steps run
         model.localizer.head.bias.copy_(torch.tensor([4.0, -4.0]))
@@ -33,12 +33,12 @@ def _data(rank: int):
     return torch.randn(4, 3, 32, 32, generator=g), torch.zeros(4, dtype=torch.long)
 
 
-def _worker(rank: int, world: int, port: int, u: int, out_dir: str):
+def _worker(rank: int, world: int, port: int, passes: int, out_dir: str):
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        model = _model(u)
+        model = _model(passes)
         ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
         x, y = _data(rank)
         steps = 0
@@ -59,10 +59,10 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("u", [2])
-def test_ddp_gradients_identical_and_equal_to_mean_of_local(tmp_path, u):
+@pytest.mark.parametrize("passes", [3])
+def test_ddp_gradients_identical_and_equal_to_mean_of_local(tmp_path, passes):
     world = 2
-    mp.spawn(_worker, args=(world, _free_port(), u, str(tmp_path)), nprocs=world, join=True)
+    mp.spawn(_worker, args=(world, _free_port(), passes, str(tmp_path)), nprocs=world, join=True)
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
     steps = [r["steps"] for r in res]
     g0, g1 = res[0]["grads"], res[1]["grads"]
@@ -70,7 +70,7 @@ def test_ddp_gradients_identical_and_equal_to_mean_of_local(tmp_path, u):
     # single-process reference: mean over ranks of the gradients of each rank's step
     local = []
     for r in range(world):
-        m = _model(u)
+        m = _model(passes)
         n = 0
         for step in m.training_steps(*_data(r)):
             step.total.backward()

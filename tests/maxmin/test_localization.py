@@ -18,7 +18,7 @@ def _f1(pred: torch.Tensor, gt: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def trained_glas():
-    """One MaxMin (u = 4) trained on synthetic GlaS, shared by this module's tests (training is most of their time)."""
+    """One MaxMin (4 passes) trained on synthetic GlaS, shared by this module's tests (training is their time)."""
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -26,7 +26,7 @@ def trained_glas():
         images, labels, masks = SyntheticHistology("glas", "test", n=80, size=64, seed=1).tensors()
         torch.manual_seed(0)
         model = wsolkit.create_method("maxmin", 2, backbone=create_backbone("smallcnn", output_stride=8, width=16),
-                                      u=4)
+                                      passes=4)
         fit(model, train[0], train[1], epochs=6, batch_size=32, lr=3e-3)
     finally:
         torch.set_num_threads(n_threads)
@@ -49,7 +49,7 @@ def test_maxmin_localizes_synthetic_glas(trained_glas):
         r = torch.cat([model(standardize(images[i : i + 40])).aux["mask"] for i in range(0, len(images), 40)])
     pred, gt = r >= 0.5, masks == 1
     f1_pos, f1_neg = _f1(pred, gt), _f1(~pred, ~gt)
-    print(f"\nMaxMin u=4: cams {res_cams}, mask {res_mask}, F1+ {f1_pos:.1f}, F1- {f1_neg:.1f}")
+    print(f"\nMaxMin passes=4: cams {res_cams}, mask {res_mask}, F1+ {f1_pos:.1f}, F1- {f1_neg:.1f}")
     base = res_mask["pxap_baseline"]
     assert res_mask["pxap"] >= 1.2 * base
     assert res_cams["pxap"] >= 1.2 * base
@@ -72,7 +72,7 @@ def test_maxmin_classifier_accuracy_synthetic_glas(trained_glas):
     # independent accuracy count from the inference outputs
     acc_c = 100.0 * float((out.logits.argmax(1) == labels).float().mean())
     acc_m = 100.0 * float((out.aux["localizer_logits"].argmax(1) == labels).float().mean())
-    print(f"\nMaxMin u=4, recalibrated: C accuracy {acc_c:.1f}, M accuracy {acc_m:.1f}, {res}")
+    print(f"\nMaxMin passes=4, recalibrated: C accuracy {acc_c:.1f}, M accuracy {acc_m:.1f}, {res}")
     assert res["accuracy"] == pytest.approx(acc_c)
     assert acc_c >= 85.0
     assert acc_m >= 85.0

@@ -219,7 +219,11 @@ def test_trust_hand_made_batch():
     psi3, alive3 = trust_coefficients(z3, y, t=3, sigma=10.0, loss0=loss0, alive=alive0)
     p3 = math.exp(3) / (math.exp(3) + 2)
     torch.testing.assert_close(psi3, torch.tensor([math.exp(-0.3) * p3, 0.0, 0.0, 0.0]))
-    assert alive3.tolist() == [True, False, False, False]
+    # the authors' history drops only a wrong label (s2, and s3 earlier); Alg. 1's reading every zero trust (s1)
+    assert alive3.tolist() == [True, True, False, False]
+    psi3t, alive3t = trust_coefficients(z3, y, t=3, sigma=10.0, loss0=loss0, alive=alive0, history="trust")
+    torch.testing.assert_close(psi3t, psi3)
+    assert alive3t.tolist() == [True, False, False, False]
     # equal loss is trusted (<=); decay exp(-t / sigma) with another sigma
     psi, _ = trust_coefficients(z0[:1], y[:1], t=2, sigma=0.5, loss0=loss0[:1])
     assert float(psi) == pytest.approx(math.exp(-4.0) * p2, rel=1e-6)
@@ -238,6 +242,8 @@ def test_accumulate_mask_and_trust_errors():
         trust_coefficients(torch.randn(2, 3), torch.tensor([0, 1]), t=-1)
     with pytest.raises(WSOLValueError, match="labels"):
         trust_coefficients(torch.randn(2, 3), torch.tensor([0, 5]), t=0)
+    with pytest.raises(WSOLValueError, match="history"):
+        trust_coefficients(torch.randn(2, 3), torch.tensor([0, 1]), t=0, history="loss")
 
 
 # ---------------------------------------------------------------- recursive erasing with scripted models
@@ -273,8 +279,9 @@ class RecordingClassifier(nn.Module):
 
 
 def _script():
-    """4 samples, 3 classes, 4 steps (u = 3): s0 trusted throughout; s1 misclassified at t=0; s2 loses trust at
-    t=1 (higher loss) and would regain it at t=2 (must stay 0); s3 misclassified at t=2."""
+    """4 samples, 3 classes, 4 passes: s0 trusted throughout; s1 misclassified at t=0; s2 loses trust at t=1
+    (higher loss) and would regain it at t=2 (the authors' loop trusts it again, Alg. 1's reading does not); s3
+    misclassified at t=2 and right again at t=3 (removed for good in both)."""
     a = {0: (1.0, 2.0, 3.0, 4.0), 2: (2.0, 1.0, 3.0, 3.0), 3: (1.0, 1.5, None, 2.0)}
     y = torch.tensor([0, 1, 2, 0])
     seq = []
@@ -290,8 +297,101 @@ def _script():
     return y, seq, cams
 
 
+def _reference_authors(x, y, seq, cams, n, sigma):
+    """The authors' ``deepmil/train.py`` loop (``nbr_times_erase = n``) in float64: localizer inputs, final
+    ``m_pos``, the bias gradient of each pass (``l_c_s_tmp.mean().backward()``) and the trusts."""
+    x = x.double().numpy()
+    yn = y.numpy()
+    b, size = x.shape[0], x.shape[-2:]
+    data, history, loss0, m_pos = x.copy(), np.ones(b), None, np.zeros((b, 1, *size))
+    inputs, grads, trusts = [], [], []
+    for er in range(n):
+        if history.sum() <= 0:
+            break
+        z = seq[er].double().numpy()
+        inputs.append(data.copy())
+        probs = ref_softmax(z)
+        ce = -np.log(probs[np.arange(b), yn])
+        grads.append((probs - np.eye(z.shape[1])[yn]).mean(0))  # d/d bias of the mean over every sample
+        if er == 0:
+            loss0 = ce.copy()
+        p_y, pred = probs.max(1), probs.argmax(1)
+        check_label = (pred == yn).astype(float)
+        trust = math.exp(-er / sigma) * check_label * (ce <= loss0) * p_y
+        history = np.minimum(check_label, history)
+        trust = trust * history
+        trusts.append(trust)
+        mask = ref_mask(cams[er].double().numpy(), z, tuple(size))[:, None]
+        m_pos = np.maximum(m_pos, trust[:, None, None, None] * mask)
+        tr = trust[:, None, None, None]
+        data = data * (1 - m_pos) * (tr != 0) + data * (tr == 0)
+    return inputs, m_pos, grads, trusts
+
+
+def _steps_with_grads(model, x, y, param):
+    """Iterate the protocol; the gradient of ``param`` from each yielded step alone."""
+    grads, terms = [], []
+    for step in model.training_steps(x, y):
+        param.grad = None
+        step.total.backward()
+        grads.append(None if param.grad is None else param.grad.double().numpy().copy())
+        terms.append({k: float(v) for k, v in step.terms.items()})
+    return grads, terms
+
+
+def test_recursive_erasing_matches_the_authors_loop():
+    y, seq, cams = _script()
+    x = torch.rand(4, 3, 6, 6) + 0.5
+    inputs, m_pos, grads, trusts = _reference_authors(x, y, seq, cams, n=4, sigma=10.0)
+    # the script exercises what sets the authors' loop apart: s2 trusted again at t=2 after a zero at t=1
+    assert [bool(tr[2] > 0) for tr in trusts] == [True, False, True, True]
+    assert [bool(tr[3] > 0) for tr in trusts] == [True, True, False, False]
+    loc, cls = ScriptedLocalizer(seq, cams), RecordingClassifier(3)
+    model = MaxMin(loc, cls, passes=4, sigma=10.0)
+    got_grads, terms = _steps_with_grads(model, x, y, loc.bias)
+    assert len(loc.inputs) == len(inputs) == 4 and len(got_grads) == 5  # 4 passes (nbr_times_erase) + C's step
+    for got, ref in zip(loc.inputs, inputs, strict=True):  # whole batch at every pass
+        np.testing.assert_allclose(got.double().numpy(), ref, atol=1e-5)
+    x_pos, x_neg = cls.inputs
+    xd = x.double().numpy()
+    for i in range(4):  # per-sample x_pos = x ⊙ m_pos
+        np.testing.assert_allclose(x_pos[i].double().numpy(), xd[i] * m_pos[i], atol=1e-5)
+    np.testing.assert_allclose(x_neg.double().numpy(), xd * (1 - m_pos), atol=1e-5)
+    for t in range(4):  # bias gradient of each pass, erasing passes included: mean CE over every sample
+        np.testing.assert_allclose(got_grads[t], grads[t], atol=1e-6)
+    assert got_grads[4] is None or np.abs(got_grads[4]).sum() == 0.0  # the mask is detached from C's losses
+    yn = y.numpy()
+    np.testing.assert_allclose(terms[1]["loc_erasing"], ref_ce(seq[1].double().numpy(), yn).mean(), rtol=1e-5)
+    # Alg. 1's reading differs on this script (s2's mask of t=2, the gradients of the erasing passes)
+    loc_a, cls_a = ScriptedLocalizer(seq, cams, [[0, 1, 2, 3], [0, 2, 3], [0, 3], [0]]), RecordingClassifier(3)
+    grads_a, _ = _steps_with_grads(MaxMin(loc_a, cls_a, passes=4, erasing="algorithm1"), x, y, loc_a.bias)
+    assert np.abs(cls_a.inputs[0][2].double().numpy() - x_pos[2].double().numpy()).max() > 1e-3
+    assert np.abs(grads_a[1] - grads[1]).max() > 1e-2
+
+
+def test_passes_zero_is_the_authors_no_erasing_path_and_u_is_deprecated():
+    y, seq, cams = _script()
+    x = torch.rand(4, 3, 6, 6) + 0.5
+    loc, cls = ScriptedLocalizer(seq, cams), RecordingClassifier(3)
+    train(MaxMin(loc, cls, passes=0), x, y)
+    r = ref_mask(cams[0].double().numpy(), seq[0].double().numpy(), (6, 6))[:, None]
+    assert len(loc.inputs) == 1
+    np.testing.assert_allclose(cls.inputs[0].double().numpy(), x.double().numpy() * r, atol=1e-5)  # no Ψ
+    with pytest.warns(DeprecationWarning, match="passes"):
+        old = MaxMin(ScriptedLocalizer(seq, cams), RecordingClassifier(3), u=3)
+    assert old.passes == 4  # the old u counted the erasing steps after the first pass
+    with pytest.warns(DeprecationWarning):
+        assert MaxMin(ScriptedLocalizer(seq, cams), RecordingClassifier(3), u=0, trust_at_zero=False).passes == 0
+    with pytest.warns(DeprecationWarning):
+        assert MaxMin(ScriptedLocalizer(seq, cams), RecordingClassifier(3), u=0).passes == 1
+    with pytest.raises(WSOLValueError, match="passes"):
+        MaxMin(ScriptedLocalizer(seq, cams), RecordingClassifier(3), passes=2, u=1)
+    with pytest.raises(WSOLValueError, match="erasing"):
+        MaxMin(ScriptedLocalizer(seq, cams), RecordingClassifier(3), erasing="alg1")
+
+
 def _reference_erasing(x, y, seq, cams, u, sigma):
-    """Alg. 1 in float64: expected localizer inputs, final R+*, bias gradient of eq. 8 and the trusts."""
+    """Alg. 1's reading in float64 (``u + 1`` passes): localizer inputs, final R+*, bias gradient of eq. 8, trusts."""
     x = x.double().numpy()
     yn = y.numpy()
     b, size = x.shape[0], x.shape[-2:]
@@ -321,13 +421,13 @@ def _reference_erasing(x, y, seq, cams, u, sigma):
     return inputs, acc, grad, psis, rows
 
 
-def test_recursive_erasing_matches_algorithm_1():
+def test_algorithm1_option_matches_algorithm_1():
     y, seq, cams = _script()
     x = torch.rand(4, 3, 6, 6) + 0.5
     inputs, acc, grad, psis, rows = _reference_erasing(x, y, seq, cams, u=3, sigma=10.0)
     assert rows == [[0, 1, 2, 3], [0, 2, 3], [0, 3], [0]]  # s1 dies at t=0, s2 at t=1, s3 at t=2
     loc, cls = ScriptedLocalizer(seq, cams, rows), RecordingClassifier(3)
-    model = MaxMin(loc, cls, u=3, sigma=10.0)
+    model = MaxMin(loc, cls, passes=4, sigma=10.0, erasing="algorithm1")
     logs = train(model, x, y)
     # trust pattern of the script: per-sample stop and zero trust persists
     assert [bool(p[0] > 0) for p in psis] == [True] * 4
@@ -352,22 +452,26 @@ def test_erasing_stops_early_when_all_trusts_are_zero():
     bad = torch.tensor([[0.0, 3.0], [3.0, 0.0]])  # every sample misclassified at t=1
     cams = [torch.randn(2, 2, 2, 2) for _ in range(5)]
     loc = ScriptedLocalizer([ok, bad, ok, ok, ok], cams)
-    model = MaxMin(loc, RecordingClassifier(2), u=4)
-    logs = train(model, torch.rand(2, 3, 4, 4), y)
-    assert len(loc.inputs) == 2 and logs["steps"] == 3
-    assert float(logs["loc_erasing"]) == 0.0
-    # u = 0: a single localizer forward, no erasing
+    for erasing in ("authors", "algorithm1"):
+        loc = ScriptedLocalizer([ok, bad, ok, ok, ok], cams)
+        logs = train(MaxMin(loc, RecordingClassifier(2), passes=5, erasing=erasing), torch.rand(2, 3, 4, 4), y)
+        assert len(loc.inputs) == 2 and logs["steps"] == 3
+        # the authors' loop averages the cross-entropy of every sample; Alg. 1's reading only of trusted ones
+        expected = ref_ce(bad.double().numpy(), y.numpy()).mean() if erasing == "authors" else 0.0
+        assert float(logs["loc_erasing"]) == pytest.approx(expected, rel=1e-6)
+    # passes = 1: a single localizer forward, no erasing
     loc0 = ScriptedLocalizer([ok], cams)
-    MaxMin(loc0, RecordingClassifier(2), u=0).train_step(torch.rand(2, 3, 4, 4), y)
+    MaxMin(loc0, RecordingClassifier(2), passes=1).train_step(torch.rand(2, 3, 4, 4), y)
     assert len(loc0.inputs) == 1
 
 
 # ---------------------------------------------------------------- real model: train step, inference, memory
 
 
-def _small(u=4, width=4, **kw):
+def _small(passes=5, width=4, **kw):
     torch.manual_seed(0)
-    return maxmin_method(2, backbone=create_backbone("smallcnn", output_stride=8, width=width), head="gap", u=u, **kw)
+    return maxmin_method(2, backbone=create_backbone("smallcnn", output_stride=8, width=width), head="gap",
+                         passes=passes, **kw)
 
 
 def test_inference_output_contract():
@@ -387,16 +491,16 @@ def test_inference_output_contract():
 def test_train_step_accumulates_gradients_and_detach_mask():
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 1, 0])
     # classifier terms only: with the paper's detached mask no gradient reaches the localizer head
-    m = _small(u=1, weights=(1.0, 1.0, 0.0), share_backbone=False)
+    m = _small(passes=2, weights=(1.0, 1.0, 0.0), share_backbone=False)
     train(m, x, y)
     g = m.localizer.head.classifier.weight.grad
     assert g is None or float(g.abs().sum()) == 0.0
     assert float(m.classifier.head.classifier.weight.grad.abs().sum()) > 0
-    m2 = _small(u=1, weights=(1.0, 1.0, 0.0), share_backbone=False, detach_mask=False)
+    m2 = _small(passes=2, weights=(1.0, 1.0, 0.0), share_backbone=False, detach_mask=False)
     train(m2, x, y)
     assert float(m2.localizer.head.classifier.weight.grad.abs().sum()) > 0
     # gradients accumulate across calls (the user zeroes them)
-    m3 = _small(u=0)
+    m3 = _small(passes=1)
     for mod in m3.modules():  # no batch-norm statistics drift between the two calls
         if isinstance(mod, nn.BatchNorm2d):
             mod.eval()
@@ -407,9 +511,9 @@ def test_train_step_accumulates_gradients_and_detach_mask():
         torch.testing.assert_close(p.grad, 2 * a)
 
 
-def test_train_step_u0_equals_eq9_gradient():
-    """u = 0: the accumulated gradient equals that of eq. 9 with R+* = Ψ(0)·R+ (autograd on the closed form)."""
-    m = _small(u=0)
+def test_train_step_one_pass_equals_eq9_gradient():
+    """passes = 1: the accumulated gradient equals that of eq. 9 with R+* = Ψ(0)·R+ (autograd on the closed form)."""
+    m = _small(passes=1)
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm2d):
             mod.eval()
@@ -459,26 +563,26 @@ def _confident(model):
     return model
 
 
-def test_graph_of_each_step_is_freed_memory_flat_in_u():
+def test_graph_of_each_step_is_freed_memory_flat_in_passes():
     x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
     peaks = {}
-    for u in (0, 4):
-        model = _confident(_small(u=u, share_backbone=False))
+    for n in (1, 5):
+        model = _confident(_small(passes=n, share_backbone=False))
         tr = _SavedTensorTracker()
         at_start = []
         model.localizer.register_forward_pre_hook(lambda *_, a=at_start, tr=tr: a.append(tr.live))
         with torch.autograd.graph.saved_tensors_hooks(tr.pack, tr.unpack):
             logs = train(model, x, y)
-        assert logs["steps"] == u + 2  # u + 1 localizer steps and the final one
-        assert at_start == [0] * (u + 1)  # nothing of step t is alive when step t+1 starts
+        assert logs["steps"] == n + 1  # n localizer passes and the final step
+        assert at_start == [0] * n  # nothing of pass t is alive when pass t+1 starts
         assert tr.live == 0
-        peaks[u] = tr.peak
-    assert peaks[4] == peaks[0]
+        peaks[n] = tr.peak
+    assert peaks[5] == peaks[1]
 
 
 def test_grad_scaler_scales_every_backward():
     x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
-    a = _confident(_small(u=2))
+    a = _confident(_small(passes=3))
     for mod in a.modules():
         if isinstance(mod, nn.BatchNorm2d):
             mod.eval()
@@ -495,14 +599,39 @@ def test_grad_scaler_scales_every_backward():
     scaler.update()
     # bf16 autocast on CPU runs too
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logs = train(_small(u=1), x, y)
+        logs = train(_small(passes=2), x, y)
     assert all(math.isfinite(v) for v in logs.values())
 
 
-def test_size_prior_variant():
-    m = _small(u=1, detach_mask=False, size_prior=ELB(t0=1.0), size_weight=0.1)
-    logs = train(m, torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
-    assert math.isfinite(logs["size"]) and logs["size"] != 0.0
+def test_size_prior_variant_value_and_gradient_against_float64():
+    """TMI variant (``detach_mask=False``): the size term is the ELB of ``−ΣR⁺*``, ``−ΣR⁻*`` and its gradient
+    reaches the localizer through the mask of pass 0 (float64 autograd on the closed form of eqs. 10-13)."""
+    y, seq, cams = _script()
+    x = torch.rand(4, 3, 6, 6) + 0.5
+    grads = {}
+    for w in (0.0, 0.1):
+        loc = ScriptedLocalizer(seq[:1], cams[:1])
+        logs = train(MaxMin(loc, RecordingClassifier(3), passes=1, detach_mask=False, size_prior=ELB(t0=1.0),
+                            size_weight=w), x, y)
+        grads[w] = loc.bias.grad.double().clone()
+    bias = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    z = seq[0].double() + bias
+    tmap = (torch.softmax(z, 1)[:, :, None, None] * cams[0].double()).sum(1, keepdim=True)  # eq. 10
+    up = F.interpolate(tmap, size=(6, 6), mode="bilinear", align_corners=False)
+    lo, hi = up.amin((1, 2, 3), keepdim=True), up.amax((1, 2, 3), keepdim=True)
+    r = torch.sigmoid(8.0 * ((up - lo) / (hi - lo) - 0.5))  # eq. 11
+    psi = torch.from_numpy(_reference_authors(x, y, seq, cams, n=1, sigma=10.0)[3][0])  # Ψ(0), constant
+    acc = psi[:, None, None, None] * r
+    pos, neg = acc.flatten(1).sum(1), (1 - acc).flatten(1).sum(1)
+    t = 1.0
+    def elb(v):
+        return torch.where(v <= -1 / t**2, -torch.log(-torch.clamp(v, max=-1 / t**2)) / t,
+                           t * v - math.log(1 / t**2) / t + 1 / t)
+    size = 0.1 * (elb(-pos) + elb(-neg)).mean()
+    size.backward()
+    assert logs["size"] == pytest.approx(float(size.detach()), rel=1e-5)
+    assert float(bias.grad.abs().max()) > 1e-3  # the script gives the size term a gradient to check
+    torch.testing.assert_close(grads[0.1] - grads[0.0], bias.grad, rtol=1e-4, atol=1e-7)
     with pytest.raises(WSOLValueError, match="detach_mask"):
         _small(size_prior=ELB())
 
@@ -511,15 +640,15 @@ def test_size_prior_variant():
 
 
 def test_typed_errors():
-    with pytest.raises(WSOLValueError, match="`u`"):
-        _small(u=-1)
-    with pytest.raises(WSOLTypeError, match="`u`"):
-        _small(u=1.5)
+    with pytest.raises(WSOLValueError, match="`passes`"):
+        _small(passes=-1)
+    with pytest.raises(WSOLTypeError, match="`passes`"):
+        _small(passes=2.5)
     with pytest.raises(WSOLValueError, match="sigma"):
         _small(sigma=0.0)
     with pytest.raises(WSOLValueError, match="omega"):
         _small(omega=-2.0)
-    m = _small(u=1)
+    m = _small(passes=2)
     with pytest.raises(WSOLValueError, match="labels"):
         train(m, torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
     with pytest.raises(ShapeError, match="labels"):
@@ -543,16 +672,16 @@ def test_typed_errors():
     with pytest.raises(WSOLValueError, match="_pass"):
         m(torch.randn(1, 3, 32, 32), _pass="decoder")
     with pytest.raises(WSOLTypeError, match="trust_at_zero"):
-        _small(trust_at_zero=1)
+        _small(passes=None, trust_at_zero=1)
 
 
 def test_shared_backbone_and_repr():
-    m = _small(u=2)
+    m = _small(passes=3)
     assert m.localizer.backbone is m.classifier.backbone
     n_shared = sum(p.numel() for p in m.parameters())
-    sep = _small(u=2, share_backbone=False)
+    sep = _small(passes=3, share_backbone=False)
     assert sum(p.numel() for p in sep.parameters()) > n_shared
-    assert "u=2" in repr(m) and "sigma=10.0" in repr(m)
+    assert "passes=3" in repr(m) and "erasing='authors'" in repr(m) and "sigma=10.0" in repr(m)
 
 
 def test_default_heads_are_the_papers_wildcat():
@@ -574,7 +703,7 @@ def test_default_heads_are_the_papers_wildcat():
 
 def test_batchnorm_statistics_come_from_the_inference_passes_only():
     x, y = torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
-    model = _confident(_small(u=3, share_backbone=False))
+    model = _confident(_small(passes=4, share_backbone=False))
     ref = copy.deepcopy(model)
     logs = train(model, x, y)
     assert logs["steps"] == 5
@@ -592,7 +721,7 @@ def test_batchnorm_statistics_come_from_the_inference_passes_only():
 def test_shared_backbone_keeps_separate_batchnorm_statistics_for_the_classifier():
     """Shared backbone: M's running statistics come from M(x) only, C's from C(x ⊙ R+*) only, and eval uses each."""
     x, y = torch.randn(4, 3, 32, 32) * 2 + 1, torch.zeros(4, dtype=torch.long)
-    model = _confident(_small(u=0))
+    model = _confident(_small(passes=1))
     assert model.localizer.backbone is model.classifier.backbone
     bns = [m for m in model.localizer.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and model.classifier_bn_stats.n == len(bns)
@@ -624,7 +753,7 @@ def test_shared_backbone_keeps_separate_batchnorm_statistics_for_the_classifier(
     # the statistics are saved with the model and restored by load_state_dict
     state = model.state_dict()
     assert "classifier_bn_stats.running_mean_0" in state
-    clone = _confident(_small(u=0)).eval()
+    clone = _confident(_small(passes=1)).eval()
     clone.load_state_dict(state)
     torch.testing.assert_close(clone(x2).logits, out.logits)
 
@@ -650,7 +779,7 @@ def _bn_batch_mode(model):
 @pytest.mark.parametrize("share", [True, False])
 def test_recalibrate_statistics_equals_batch_statistics_of_the_inference_inputs(share):
     """One batch: recalibrated eval-mode M and C equal M(x) and C(x ⊙ R⁺) normalised with their batch statistics."""
-    model = _small(u=1, share_backbone=share)
+    model = _small(passes=2, share_backbone=share)
     x, y = torch.randn(6, 3, 32, 32) * 2 + 0.5, torch.tensor([0, 1, 0, 1, 0, 1])
     train(model, x, y)  # moves the running statistics somewhere else
     model.train()

@@ -1,4 +1,4 @@
-"""MaxMin under the method protocol: registry entry, training_steps generator, the authors' u = 0 path."""
+"""MaxMin under the method protocol: registry entry, training_steps generator, the authors' no-erasing path."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def test_registry_entry():
     info = wsolkit.method_info("MaxMin")
     assert info == {"name": "maxmin", "needs": "backbone", "family": "localizer-classifier"}
     torch.manual_seed(0)
-    m = wsolkit.create_method("maxmin", 3, backbone=_bb(), head="gap", u=2, sigma=5.0)
-    assert isinstance(m, MaxMin) and m.u == 2 and m.sigma == 5.0
+    m = wsolkit.create_method("maxmin", 3, backbone=_bb(), head="gap", passes=2, sigma=5.0)
+    assert isinstance(m, MaxMin) and m.passes == 2 and m.sigma == 5.0 and m.erasing == "authors"
     assert type(m.localizer.head).__name__ == "GAP" and m.localizer.backbone is m.classifier.backbone
     default = wsolkit.create_method("maxmin", 3, backbone="smallcnn")
     assert type(default.localizer.head).__name__ == "WILDCAT"
@@ -61,7 +61,7 @@ def test_deprecated_aliases_warn_and_match_the_protocol():
 def test_each_step_is_yielded_before_the_next_forward():
     """The generator is lazy: step t+1's forward runs only when the user asks for it (after backward of t)."""
     torch.manual_seed(0)
-    m = maxmin_method(2, backbone=_bb(), head="gap", u=2, share_backbone=False)
+    m = maxmin_method(2, backbone=_bb(), head="gap", passes=3, share_backbone=False)
     with torch.no_grad():
         m.localizer.head.bias.copy_(torch.tensor([100.0, -100.0]))  # always right: every step runs
     calls = []
@@ -78,7 +78,7 @@ def test_each_step_is_yielded_before_the_next_forward():
 
 def test_detach_mask_false_defers_step_zero_to_the_final_step():
     torch.manual_seed(0)
-    m = maxmin_method(2, backbone=_bb(), head="gap", u=1, detach_mask=False, share_backbone=False)
+    m = maxmin_method(2, backbone=_bb(), head="gap", passes=2, detach_mask=False, share_backbone=False)
     with torch.no_grad():
         m.localizer.head.bias.copy_(torch.tensor([100.0, -100.0]))
     terms = [sorted(s.terms) for s in _loop(m, torch.randn(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))]
@@ -116,11 +116,10 @@ class _Recorder(nn.Module):
         return self.inner(x)
 
 
-@pytest.mark.parametrize("trust_at_zero", [True, False])
-def test_trust_at_zero_option_against_the_authors_u0_path(trust_at_zero):
+@pytest.mark.parametrize("passes", [1, 0])
+def test_one_pass_and_the_authors_no_erasing_path(passes):
     torch.manual_seed(0)
-    m = _eval_bn(maxmin_method(2, backbone=_bb(), head="gap", u=0, share_backbone=False,
-                               trust_at_zero=trust_at_zero))
+    m = _eval_bn(maxmin_method(2, backbone=_bb(), head="gap", passes=passes, share_backbone=False))
     m.classifier = _Recorder(m.classifier)
     x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 1])
     with torch.no_grad():
@@ -130,10 +129,10 @@ def test_trust_at_zero_option_against_the_authors_u0_path(trust_at_zero):
     ref_pos, ref_neg = ref_authors_u0(x.double().numpy(), loc.cams.double().numpy(), loc.logits.double().numpy())
     p_true = loc.logits.double().softmax(1)[torch.arange(3), y].numpy()
     right = (loc.logits.argmax(1) == y).numpy()
-    if trust_at_zero:  # eq. 13 at t = 0: R⁺* = Ψ(0)·R⁺, Ψ(0, i) = p̂ˢ(y_i|x_i) when M is right, else 0
+    if passes == 1:  # eq. 13 at t = 0: R⁺* = Ψ(0)·R⁺, Ψ(0, i) = p̂ˢ(y_i|x_i) when M is right, else 0
         psi = np.where(right, p_true, 0.0)[:, None, None, None]
         np.testing.assert_allclose(x_pos.numpy(), psi * ref_pos, rtol=1e-4, atol=1e-4)  # float32 vs float64
-        assert not np.allclose(x_pos.numpy(), ref_pos, atol=1e-3)  # the difference the option removes
+        assert not np.allclose(x_pos.numpy(), ref_pos, atol=1e-3)  # the difference passes=0 removes
     else:
         np.testing.assert_allclose(x_pos.numpy(), ref_pos, rtol=1e-4, atol=1e-4)  # float32 vs float64
         np.testing.assert_allclose(x_neg.numpy(), ref_neg, rtol=1e-4, atol=1e-4)

@@ -49,10 +49,10 @@ def maxmin_method(
         share_backbone: ``M`` and ``C`` use the same backbone module (the paper's setting).
         classifier_backbone: a separate backbone for ``C`` (only with ``share_backbone=False``; default: a deep
             copy of the localizer's). Its width may differ.
-        **options: :class:`MaxMin` arguments (``u``, ``sigma``, ``omega``, ``trust_at_zero``, ...).
+        **options: :class:`MaxMin` arguments (``passes``, ``erasing``, ``sigma``, ``omega``, ...).
 
     Example:
-        >>> m = maxmin_method(2, backbone="smallcnn", head="gap", u=0)
+        >>> m = maxmin_method(2, backbone="smallcnn", head="gap", passes=0)
         >>> m(torch.zeros(1, 3, 32, 32)).logits.shape
         torch.Size([1, 2])
     """

@@ -31,6 +31,7 @@ from wsolkit.output import LossOutput, WSOLOutput
 __all__ = ["MaxMin", "maxmin_train_step"]
 
 _PASSES = ("localizer", "erased", "classifier")
+_ERASING = ("authors", "algorithm1")
 
 
 class MaxMin(WSOLMethod):
@@ -41,17 +42,32 @@ class MaxMin(WSOLMethod):
     ``R⁺ = sigmoid(ω(T↑ − σ′))`` (eqs. 10-11, :func:`~wsolkit.maxmin.maxmin_mask`); ``C`` classifies ``x ⊙ R⁺``.
     ``labels`` are not used at inference (no erasing runs, Sec. 3.4).
 
-    Training (:meth:`training_steps`, a generator): recursive erasing with trust coefficients (eqs. 12-14, Alg. 1)
-    builds the accumulated mask ``R⁺*``; eq. 8 is yielded once per erasing step ``t = 0..u`` and the classifier's
-    terms (eq. 3 on ``x⊙R⁺*``, eq. 6 on ``x⊙R⁻*``, optional TMI size priors) in a final step. Back-propagate each
-    step before asking for the next: the graph of step ``t`` is freed before step ``t + 1`` is built, so memory does
-    not grow with ``u``.
+    Training (:meth:`training_steps`, a generator): recursive erasing with trust coefficients (eqs. 12-14) builds
+    the accumulated mask ``R⁺*`` over ``passes`` localizer passes; eq. 8 is yielded once per pass and the
+    classifier's terms (eq. 3 on ``x⊙R⁺*``, eq. 6 on ``x⊙R⁻*``, optional TMI size priors) in a final step.
+    Back-propagate each step before asking for the next: the graph of a pass is freed before the next is built, so
+    memory does not grow with ``passes``.
 
-    Trust at ``t = 0`` (``trust_at_zero``): eq. 13 holds "∀t ≥ 0", so by default the first mask enters ``R⁺*``
-    scaled by ``Ψ(0, i) = p̂ˢ(y_i|x_i)`` (0 when ``M`` misclassifies ``x_i``), as in Alg. 1 — the paper is the
-    spec. The authors' code (``sbelharbi/wsol-min-max-entropy-interpretability``, ``deepmil/models.py``,
-    ``ResNet.forward`` with ``code=None``, its ``u = 0`` path) classifies ``x·R⁺`` and ``x·(1 − R⁺)`` without Ψ:
-    ``trust_at_zero=False`` does that when ``u = 0`` (with ``u >= 1`` the erasing loop of Alg. 1 runs and Ψ applies).
+    The loop (``erasing="authors"``, default) is the one of the authors' ``deepmil/train.py``
+    (``sbelharbi/wsol-min-max-entropy-interpretability``), which produced the papers' numbers:
+
+    - ``passes = N`` is their ``nbr_times_erase``: N localizer passes ``t = 0..N−1`` (their GlaS config:
+      ``nbr_times_erase: 4``, the paper's "u = 4"); ``passes = 0`` is their no-erasing path: one pass, ``C``
+      classifies ``x·R⁺`` and ``x·(1 − R⁺)`` with no trust (``deepmil/models.py``, ``ResNet.forward``,
+      ``code=None``). With ``passes >= 1`` the first mask already enters ``R⁺*`` scaled by ``Ψ(0, i)``.
+    - Trust history by label only (``history = min(pred == y, history)``): a sample whose loss rose at one step
+      gets trust 0 at that step (its image is not erased further then) but may be trusted again later; a wrong
+      label removes it for good. The loop stops early when every sample is removed.
+    - Every pass forwards the whole batch and back-propagates the mean cross-entropy over every sample.
+
+    ``erasing="algorithm1"`` is a literal reading of Alg. 1 kept for comparison: any zero trust removes a sample
+    for good, only the still-trusted samples are forwarded at ``t >= 1`` and eq. 8 at ``t >= 1`` covers them only,
+    normalised by the batch size (Alg. 1, l. 10-12, 23).
+
+    Before this release ``u`` counted the erasing steps after the first pass (``u + 1`` passes) and
+    ``trust_at_zero=False`` selected the no-trust path at ``u = 0``; both still work, deprecated:
+    ``u=k`` means ``passes=k + 1`` (``passes=0`` for ``u=0, trust_at_zero=False``), with the loop of ``erasing``.
+
     Masks are min-max normalised per sample (the reference's ``ResNet.get_pseudo_binary_mask`` normalises over the
     whole batch, so a sample's mask depends on the other images of its batch; see :func:`maxmin_mask`).
 
@@ -71,7 +87,9 @@ class MaxMin(WSOLMethod):
     Args:
         localizer: ``M``, a module ``x -> WSOLOutput`` (e.g. :class:`~wsolkit.models.WSOLModel`).
         classifier: ``C``, a module ``x -> WSOLOutput``; may share the backbone module with ``M``.
-        u: maximum erasing depth (``u = 0``: no erasing; paper: 4).
+        passes: localizer passes N of the erasing loop (the authors' ``nbr_times_erase``; GlaS: 4); ``0``: the
+            authors' no-erasing path (no trust).
+        erasing: ``"authors"`` (``deepmil/train.py``, default) or ``"algorithm1"`` (the Alg. 1 reading).
         sigma: decay σ of the step trust ``exp(−t/σ)`` (paper: 10).
         omega: sigmoid sharpness ω of eq. 11 (paper: 8).
         sigma_prime: sigmoid offset σ′ of eq. 11 (paper: 0.5).
@@ -82,8 +100,8 @@ class MaxMin(WSOLMethod):
         size_prior: an :class:`~wsolkit.losses.ELB` on ``−ΣR⁺*`` and ``−ΣR⁻*`` (needs ``detach_mask=False``);
             call ``size_prior.step()`` once per epoch.
         size_weight: weight of the size priors.
-        trust_at_zero: scale the mask of step 0 by ``Ψ(0, ·)`` (paper, default). ``False``: the authors' code at
-            ``u = 0`` (no effect when ``u >= 1``).
+        u: deprecated, ``passes = u + 1``.
+        trust_at_zero: deprecated; ``u=0, trust_at_zero=False`` is ``passes=0``.
 
     Shape:
         - input: :math:`(B, 3, H, W)`
@@ -93,9 +111,9 @@ class MaxMin(WSOLMethod):
 
     Example:
         >>> import wsolkit
-        >>> model = wsolkit.create_method("maxmin", 2, backbone="smallcnn", head="gap", u=1)
+        >>> model = wsolkit.create_method("maxmin", 2, backbone="smallcnn", head="gap", passes=2)
         >>> x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
-        >>> for step in model.training_steps(x, y):  # u + 1 = 2 localizer steps, then the classifier's
+        >>> for step in model.training_steps(x, y):  # up to 2 localizer passes, then the classifier's step
         ...     step.total.backward()
         >>> model(x).aux["mask"].shape
         torch.Size([2, 32, 32])
@@ -105,7 +123,7 @@ class MaxMin(WSOLMethod):
         self,
         localizer: nn.Module,
         classifier: nn.Module,
-        u: int = 4,
+        passes: int | None = None,
         sigma: float = 10.0,
         omega: float = 8.0,
         sigma_prime: float = 0.5,
@@ -113,7 +131,10 @@ class MaxMin(WSOLMethod):
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         size_prior: ELB | None = None,
         size_weight: float = 1.0,
-        trust_at_zero: bool = True,
+        erasing: str = "authors",
+        *,
+        u: int | None = None,
+        trust_at_zero: bool | None = None,
     ):
         super().__init__()
         for name, m in (("localizer", localizer), ("classifier", classifier)):
@@ -122,15 +143,16 @@ class MaxMin(WSOLMethod):
             _check_widths(m, name)
         self.localizer = localizer
         self.classifier = classifier
-        self.u = check_int(u, "u", low=0)
+        self.passes = _resolve_passes(passes, u, trust_at_zero)
+        if erasing not in _ERASING:
+            raise WSOLValueError(f"`erasing` must be one of {_ERASING}, got {erasing!r}")
+        self.erasing = erasing
         self.sigma = check_number(sigma, "sigma", low=0.0, low_inclusive=False)
         self.omega = check_number(omega, "omega", low=0.0, low_inclusive=False)
         self.sigma_prime = check_number(sigma_prime, "sigma_prime")
-        for name, flag in (("detach_mask", detach_mask), ("trust_at_zero", trust_at_zero)):
-            if not isinstance(flag, bool):
-                raise WSOLTypeError(f"`{name}` must be a bool, got {type(flag).__name__}")
+        if not isinstance(detach_mask, bool):
+            raise WSOLTypeError(f"`detach_mask` must be a bool, got {type(detach_mask).__name__}")
         self.detach_mask = detach_mask
-        self.trust_at_zero = trust_at_zero
         if len(tuple(weights)) != 3:
             raise WSOLValueError(f"`weights` must be (w_pos, w_neg, w_loc), got {weights!r}")
         self.weights = tuple(check_number(w, f"weights[{i}]", low=0.0) for i, w in enumerate(weights))
@@ -234,16 +256,18 @@ class MaxMin(WSOLMethod):
     def training_steps(
         self, x: torch.Tensor, labels: torch.Tensor, *, forward: Callable[..., Any] | None = None
     ) -> Iterator[LossOutput]:
-        """Recursive erasing (Alg. 1) as a generator: one :class:`LossOutput` per localizer step, then ``C``'s.
+        """Recursive erasing as a generator: one :class:`LossOutput` per localizer pass, then ``C``'s.
 
-        For ``t = 0..u``: forward the current image ``x*`` in ``M``; compute ``R⁺ᵗ`` and the trusts ``Ψ(t, ·)``
-        (eqs. 13-14); yield eq. 8 of step ``t`` (terms ``loc`` at ``t = 0``, ``loc_erasing`` after) — at ``t = 0``
-        for every sample (eq. 9), at ``t >= 1`` only for samples with ``Ψ(t, i) ≠ 0`` (Alg. 1, l. 10-12), always
-        normalised by the batch size (Alg. 1, l. 23); ``R⁺* ← max(R⁺*, Ψ·R⁺ᵗ)`` (eq. 12); ``x* ← x* ⊙ (1 − R⁺*)``.
-        At ``t >= 1`` only the still-trusted samples are forwarded; the loop stops after ``t = u`` or as soon as
-        every trust is 0 (a zero trust stays zero). The final step yields ``w⁺·eq. 3 + w⁻·eq. 6`` on
+        For ``t = 0..N−1`` (``N = max(passes, 1)``): forward the current image ``x*`` in ``M``; yield eq. 8 of
+        pass ``t`` (term ``loc`` at ``t = 0``, ``loc_erasing`` after); compute ``R⁺ᵗ`` and the trusts ``Ψ(t, ·)``
+        (eqs. 13-14, :func:`~wsolkit.maxmin.trust_coefficients`); ``R⁺* ← max(R⁺*, Ψ·R⁺ᵗ)`` (eq. 12);
+        ``x* ← x* ⊙ (1 − R⁺*)``. With ``erasing="authors"`` every pass covers the whole batch (mean cross-entropy
+        over every sample), a sample leaves the loop only when ``M`` mislabels it, and only samples trusted at
+        pass ``t`` are erased further. With ``erasing="algorithm1"`` a zero trust removes a sample, only the
+        remaining samples are forwarded and eq. 8 at ``t >= 1`` sums over them divided by the batch size. The
+        loop stops after ``N`` passes or when no sample remains. The final step yields ``w⁺·eq. 3 + w⁻·eq. 6`` on
         ``x ⊙ R⁺*`` / ``x ⊙ R⁻*`` (terms ``pos``, ``neg``; ``size`` with a size prior; ``loc`` when
-        ``detach_mask=False`` defers eq. 8 of step 0 to it). So at most ``u + 2`` steps are yielded.
+        ``detach_mask=False`` defers eq. 8 of step 0 to it). So at most ``N + 1`` steps are yielded.
 
         Args:
             x: standardised images.
@@ -265,32 +289,37 @@ class MaxMin(WSOLMethod):
                              f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
         w_pos, w_neg, w_loc = self.weights
         b, size = x.shape[0], tuple(x.shape[-2:])
+        authors = self.erasing == "authors"
+        n_passes = max(self.passes, 1)
         acc = x.new_zeros((b, 1, *size), dtype=torch.float32)
         x_star = x
         alive = loss0 = deferred = None
-        for t in range(self.u + 1):
-            # t >= 1: only the samples still trusted are forwarded (a zero trust stays zero, Alg. 1 is per sample)
-            idx = None if t == 0 else alive.nonzero()[:, 0]
+        for t in range(n_passes):
+            # Alg. 1 reading, t >= 1: only the samples still trusted are forwarded (a zero trust stays zero)
+            idx = None if (t == 0 or authors) else alive.nonzero()[:, 0]
             y_t = labels if idx is None else labels[idx]
             with no_sync():
-                out = run(x_star, _pass="localizer") if idx is None else run(x_star[idx], _pass="erased")
                 if t == 0:
+                    out = run(x_star, _pass="localizer")
                     check_labels(labels, "labels", b, out.logits.shape[1])
+                else:
+                    out = run(x_star if idx is None else x_star[idx], _pass="erased")
                 ce = localizer_ce(out.logits, y_t, reduction="none")
                 psi_t, alive_t = trust_coefficients(
-                    out.logits, y_t, t, self.sigma, None if idx is None else loss0[idx]
+                    out.logits, y_t, t, self.sigma, None if t == 0 else (loss0 if idx is None else loss0[idx]),
+                    alive=alive if (authors and t > 0) else None, history="label" if authors else "trust",
                 )
-                if t == 0 and self.u == 0 and not self.trust_at_zero:  # the authors' u = 0 path: x·R⁺, no Ψ
+                if self.passes == 0:  # the authors' no-erasing path: x·R⁺, no Ψ
                     psi_t = torch.ones_like(psi_t)
                 keep_graph = t == 0 and not self.detach_mask
                 r = self.mask(out, size, detach=not keep_graph)
-                if t == 0:
-                    loss0 = ce.detach()
+                if t == 0 or authors:
                     loss_t = w_loc * ce.mean()
-                    step = LossOutput(loss_t, {"loc": loss_t.detach()})
                 else:
                     loss_t = w_loc * (ce * (psi_t > 0).to(ce.dtype)).sum() / b
-                    step = LossOutput(loss_t, {"loc_erasing": loss_t.detach()})
+                if t == 0:
+                    loss0 = ce.detach()
+                step = LossOutput(loss_t, {"loc" if t == 0 else "loc_erasing": loss_t.detach()})
                 del out, ce
                 if keep_graph:
                     deferred = loss_t  # joins C's losses (the graph of step 0 reaches the mask)
@@ -306,8 +335,10 @@ class MaxMin(WSOLMethod):
             del r
             if not bool(alive.any()):
                 break
-            if t < self.u:
-                x_star = x_star * (1.0 - acc.detach()).to(x.dtype)
+            if t < n_passes - 1:
+                erased = x_star * (1.0 - acc.detach()).to(x.dtype)
+                # authors: a sample not trusted at this pass keeps its current image
+                x_star = torch.where((psi_t != 0)[:, None, None, None], erased, x_star) if authors else erased
         out_pos, out_neg = run(x * acc.to(x.dtype), _pass="classifier", _negative=x * (1.0 - acc).to(x.dtype))
         pos = positive_ce(out_pos.logits, labels)
         neg = negative_uniform_ce(out_neg.logits)
@@ -332,8 +363,8 @@ class MaxMin(WSOLMethod):
         return _run_steps(self.training_steps(x, labels), scaler)
 
     def extra_repr(self) -> str:
-        return (f"u={self.u}, sigma={self.sigma}, omega={self.omega}, sigma_prime={self.sigma_prime}, "
-                f"detach_mask={self.detach_mask}, weights={self.weights}, trust_at_zero={self.trust_at_zero}")
+        return (f"passes={self.passes}, erasing={self.erasing!r}, sigma={self.sigma}, omega={self.omega}, "
+                f"sigma_prime={self.sigma_prime}, detach_mask={self.detach_mask}, weights={self.weights}")
 
 
 def _run_steps(steps: Iterator[LossOutput], scaler: torch.amp.GradScaler | None) -> dict[str, torch.Tensor]:
@@ -359,6 +390,21 @@ def maxmin_train_step(
     if not isinstance(core, MaxMin):
         raise WSOLTypeError(f"`model` must be a MaxMin (or a DDP wrapper of one), got {type(core).__name__}")
     return _run_steps(core.training_steps(x, labels, forward=model if ddp else None), scaler)
+
+
+def _resolve_passes(passes: int | None, u: int | None, trust_at_zero: bool | None) -> int:
+    """``passes``, or the deprecated ``u`` (``u + 1`` passes) / ``trust_at_zero`` (``False`` at ``u = 0``: 0)."""
+    if trust_at_zero is not None and not isinstance(trust_at_zero, bool):
+        raise WSOLTypeError(f"`trust_at_zero` must be a bool, got {type(trust_at_zero).__name__}")
+    if u is None and trust_at_zero is None:
+        return 4 if passes is None else check_int(passes, "passes", low=0)
+    if passes is not None:
+        raise WSOLValueError("give `passes` only: `u` and `trust_at_zero` are its deprecated spellings")
+    u = check_int(0 if u is None else u, "u", low=0)
+    warnings.warn("MaxMin(u=...) and trust_at_zero are deprecated: `passes` counts the localizer passes (the "
+                  f"authors' nbr_times_erase); u={u} is passes={u + 1}, and u=0 with trust_at_zero=False is passes=0",
+                  DeprecationWarning, stacklevel=3)
+    return 0 if (u == 0 and trust_at_zero is False) else u + 1
 
 
 def _check_widths(model: nn.Module, name: str) -> None:

@@ -7,7 +7,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from wsolkit._checks import ShapeError, check_floating, check_int, check_labels, check_ndim, check_number
+from wsolkit._checks import (
+    ShapeError,
+    WSOLValueError,
+    check_floating,
+    check_int,
+    check_labels,
+    check_ndim,
+    check_number,
+)
 
 __all__ = ["trust_coefficients", "accumulate_mask"]
 
@@ -19,12 +27,18 @@ def trust_coefficients(
     sigma: float = 10.0,
     loss0: torch.Tensor | None = None,
     alive: torch.Tensor | None = None,
+    history: str = "label",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample trust ``Ψ(t, i) = exp(−t/σ)·Γ(t, i)`` of the mask mined at erasing step ``t`` (eqs. 13-14).
 
     ``Γ(t, i) = p̂ˢ(y_i | x*_i)`` when the localizer still predicts ``y_i`` on the current (erased) image ``x*_i``
-    **and** its loss ``H(p_i, p̂ˢ_i)_t`` is ``<=`` the loss at ``t = 0``; else 0. A sample whose trust was 0 at an
-    earlier step stays at 0 (``alive``). Computed without gradient.
+    **and** its loss ``H(p_i, p̂ˢ_i)_t`` is ``<=`` the loss at ``t = 0``; else 0. A sample outside ``alive`` has
+    trust 0. Computed without gradient.
+
+    ``history`` says which samples stay alive. ``"label"`` (the authors' ``deepmil/train.py``:
+    ``history = min(pred == y, history)``): only a wrong label removes a sample for good; a sample whose loss rose
+    at one step has trust 0 at that step and may be trusted again later. ``"trust"`` (a reading of Alg. 1): any zero
+    trust removes the sample for good (``alive & (Ψ > 0)``).
 
     Args:
         logits: localizer scores on the current image ``x*`` at step ``t``.
@@ -32,10 +46,12 @@ def trust_coefficients(
         t: erasing step, >= 0.
         sigma: decay σ > 0 of the step trust ``exp(−t/σ)``.
         loss0: per-sample losses at ``t = 0``; ``None`` means this is step 0 (the loss is compared to itself).
-        alive: samples whose trust has been non-zero so far; ``None`` → all.
+        alive: samples still tracked (the history); ``None`` → all.
+        history: ``"label"`` (authors) or ``"trust"`` (Alg. 1 reading), see above.
 
     Returns:
-        ``(psi, alive)``: trusts ``Ψ(t, ·)`` (float32) and the updated ``alive = alive & (Ψ > 0)``.
+        ``(psi, alive)``: trusts ``Ψ(t, ·)`` (float32) and the updated history: ``alive & (argmax = y)``
+        (``"label"``) or ``alive & (Ψ > 0)`` (``"trust"``).
 
     Shape:
         - logits: :math:`(B, C)`; labels, loss0, alive: :math:`(B,)`; outputs: :math:`(B,)`
@@ -52,6 +68,8 @@ def trust_coefficients(
     check_labels(labels, "labels", b, logits.shape[1])
     t = check_int(t, "t", low=0)
     sigma = check_number(sigma, "sigma", low=0.0, low_inclusive=False)
+    if history not in ("label", "trust"):
+        raise WSOLValueError(f"`history` must be 'label' or 'trust', got {history!r}")
     with torch.no_grad():
         z = logits.detach().float()
         loss_t = F.cross_entropy(z, labels, reduction="none")
@@ -64,10 +82,11 @@ def trust_coefficients(
         elif alive.shape != (b,) or alive.dtype != torch.bool:
             raise ShapeError(f"`alive` must be a bool tensor of shape ({b},), got {alive.dtype} {tuple(alive.shape)}")
         p_true = torch.softmax(z, dim=1).gather(1, labels[:, None])[:, 0]
-        ok = alive & (z.argmax(1) == labels) & (loss_t <= loss0.to(loss_t))
+        right = z.argmax(1) == labels
+        ok = alive & right & (loss_t <= loss0.to(loss_t))
         gamma = torch.where(ok, p_true, torch.zeros_like(p_true))  # eq. 14
         psi = math.exp(-t / sigma) * gamma  # eq. 13
-        return psi, alive & (psi > 0)
+        return psi, (alive & right) if history == "label" else (alive & (psi > 0))
 
 
 def accumulate_mask(acc: torch.Tensor, mask: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
