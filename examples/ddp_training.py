@@ -39,7 +39,7 @@ def run(rank: int, world: int, init_file: str, args: argparse.Namespace) -> None
     x, y, _ = train.tensors()
     x, y = x[rank::world], y[rank::world]
     backbone = wsolkit.create_backbone("smallcnn", width=16, depth=2)
-    options = {"u": 2, "head": "gap"} if args.method == "maxmin" else {}
+    options = {"passes": 3, "head": "gap"} if args.method == "maxmin" else {}
     # MaxMin: the localizer's head is unused by the final (synchronising) pass -> find_unused_parameters
     model = DDP(wsolkit.create_method(args.method, 2, backbone=backbone, **options),
                 find_unused_parameters=args.method == "maxmin")

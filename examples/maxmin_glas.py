@@ -4,7 +4,7 @@ Recalibrates the batch-norm statistics after training, then prints the accuracy 
 the localizer, PxAP of the localizer CAMs and of the mask ``R⁺`` against the all-ones baseline, F1⁺/F1⁻ of the
 mask binarised at 0.5, and saves an overlay figure of a few masks.
 
-Usage: ``python examples/maxmin_glas.py [--quick] [--u 4] [--out maxmin_glas.png]``
+Usage: ``python examples/maxmin_glas.py [--quick] [--passes 4] [--out maxmin_glas.png]``
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def f1(pred: torch.Tensor, gt: torch.Tensor) -> float:
 
 
 def train(model, images, labels, epochs: int, batch_size: int, lr: float, seed: int = 0) -> None:
-    """The loop shared by every method: back-propagate each yielded step (u + 1 erasing steps, then C's)."""
+    """The loop shared by every method: back-propagate each yielded step (up to `passes` localizer passes, then C's)."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * -(-len(images) // batch_size)
@@ -58,7 +58,7 @@ def train(model, images, labels, epochs: int, batch_size: int, lr: float, seed: 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny run (< 40 s)")
-    p.add_argument("--u", type=int, default=4, help="erasing depth")
+    p.add_argument("--passes", type=int, default=4, help="localizer passes of the erasing loop (nbr_times_erase)")
     p.add_argument("--out", default=None, help="save an overlay figure here (needs matplotlib)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     images, labels, masks = SyntheticHistology("glas", "test", n=32 if a.quick else 80, size=size, seed=1).tensors()
     torch.manual_seed(0)
     model = wsolkit.create_method("maxmin", 2, backbone=wsolkit.create_backbone("smallcnn", output_stride=8, width=16),
-                                  u=a.u)
+                                  passes=a.passes)
     t = time.perf_counter()
     train(model, train_set[0], train_set[1], epochs=epochs, batch_size=32, lr=3e-3)
     print(f"trained in {time.perf_counter() - t:.0f} s")

@@ -79,7 +79,7 @@ def size_loss(probs: torch.Tensor, barrier: ELB | float, keep: torch.Tensor | No
     The ``(n, 2)`` constraint values of the kept images go through the barrier, reduced by its own ``reduction``:
     ``"mean"`` (the default of :class:`~wsolkit.losses.ELB`) averages over images **and** over the two
     constraints, ``"sum"`` sums both. ``"mean"`` is the reference: ``sbelharbi/fcam-wsol``,
-    ``dlib/losses/fcams.py``, ``MaxSizePositiveFcams.forward`` adds the batch means of the two constraints
+    ``dlib/losses/core.py``, ``MaxSizePositiveFcams.forward`` adds the batch means of the two constraints
     (its ``ELB.forward`` returns a mean) and multiplies by ½. (Before this release wsolkit summed the two
     penalties — twice the reference; ``size_weight=2`` reproduces it.) A float ``barrier`` is ``ELB(t0=barrier)``.
 

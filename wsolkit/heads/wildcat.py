@@ -40,7 +40,16 @@ def wildcat_pool(
 
     ``durand_halving=True`` reproduces ``durandtibo/wildcat.pytorch`` ``WildcatPool2dFunction``, which divides the
     score by 2 when ``α ≠ 0`` and ``n⁻ > 0``: ``s_c = (Z⁺_c / n⁺ + α Z⁻_c / n⁻) / 2`` (eq. 6 of the survey has no
-    such factor; it halves logits and gradients alike).
+    such factor; it halves logits and gradients alike). Durand's test is ``self.alpha is not 0``, an identity test:
+    with a float ``alpha=0.0`` it is true, so his code also halves the score at ``α = 0.0`` (the ``α`` term itself
+    being 0); only the int ``0`` skips it. wsolkit halves only when the ``α`` term is active (``α > 0`` and
+    ``n⁻ > 0``), whatever the type of ``alpha``.
+
+    Gradients are autograd's, the exact derivative of the forward: for the pooling, ``∂s_c/∂M_c = 1/n⁺`` on the
+    selected highest positions (``α/n⁻`` on the lowest); for the class-wise average of the :class:`WILDCAT` head,
+    ``1/M`` per modality map. Durand's custom ``ClassWisePoolFunction.backward`` expands the gradient to the ``M``
+    modality maps without the ``1/M`` of its forward (``M`` times the true gradient of the modality conv); wsolkit
+    follows the forward's derivative, not that backward.
 
     Args:
         maps: class maps ``M``.
