@@ -10,9 +10,11 @@ in ``[0, 1]`` at the input size). One markdown table, one row per method:
   (``confidence_change``), Deletion / Insertion AUC (``deletion_insertion``, zero baseline) and ROAD MoRF / LeRF /
   ``(LeRF - MoRF) / 2`` (``road``), all with the softmax probability of the true class, in percent;
 - the cascading model-randomisation check (``model_randomization``, head first, then the whole backbone): mean
-  Spearman and SSIM between the trained model's maps and the maps with every layer random, and pass / fail (pass:
-  either is below 0.5). As in ``SanityResult.passed``, an image whose random-model map is constant (no ranking:
-  Spearman NaN) counts as 0 in the means; the number of such images is shown as ``(k const.)``.
+  Spearman correlation (signed, and of the absolute raw maps), SSIM and HOG similarity between the trained model's
+  maps and the maps with every layer random, and ``SanityResult.passed`` (wsolkit's rule, the paper has none: both
+  mean Spearman correlations below 0.5, i.e. the ranking changed). As in ``SanityResult.passed``, an image whose
+  random-model map is constant (no ranking: Spearman NaN) counts as 0 in the means; the number of such images is
+  shown as ``(k const.)``.
 
 The all-ones map (the PxAP baseline) and a uniform-random map (a reference for the faithfulness columns) are scored
 too.
@@ -55,7 +57,8 @@ COLUMNS = [("pxap", "PxAP", "{:.1f}"), ("tp_star", "TP*", "{:.1f}"), ("fn_star",
            ("increase", "Increase ↑", "{:.1f}"), ("deletion", "Deletion ↓", "{:.1f}"),
            ("insertion", "Insertion ↑", "{:.1f}"), ("morf", "MoRF ↓", "{:.1f}"), ("lerf", "LeRF ↑", "{:.1f}"),
            ("road", "ROAD ↑", "{:.1f}"), ("spearman", "Spearman (random) ↓", "{:.2f}"),
-           ("ssim", "SSIM (random) ↓", "{:.2f}"), ("sanity", "sanity", "{}"), ("seconds", "time (s)", "{:.0f}")]
+           ("spearman_abs", "Spearman abs. (random) ↓", "{:.2f}"), ("ssim", "SSIM (random) ↓", "{:.2f}"),
+           ("hog", "HOG (random) ↓", "{:.2f}"), ("sanity", "sanity", "{}"), ("seconds", "time (s)", "{:.0f}")]
 
 
 @dataclass
@@ -139,11 +142,10 @@ def run(cfg: Config, kind: str = "glas", seed: int = 0, batch: int = 8, log=prin
         # the cascade: the GAP head (class weights), then every backbone layer (the last step: all layers random)
         res = model_randomization(lambda clf, n=name, o=opts: wsolkit.create_method(n, classifier=clf, **o),
                                   model, xs, ys, layers=["head", "backbone"], seed=seed)
-        # as SanityResult.passed: a constant map (Spearman / SSIM NaN) counts as similarity 0
-        sp, ss = res.spearman[-1], res.ssim[-1]
-        row.update(spearman=float(sp.nan_to_num(nan=0.0).mean()), ssim=float(ss.nan_to_num(nan=0.0).mean()),
-                   constant=int(sp.isnan().sum()), sanity="pass" if res.passed else "FAIL",
-                   seconds=time.perf_counter() - t0)
+        # the last row of the table: a constant map (NaN similarity) counts as 0, as in SanityResult.passed
+        last = res.table()[-1]
+        row.update({k: last[k] for k in ("spearman", "spearman_abs", "ssim", "hog", "constant")},
+                   sanity="pass" if res.passed else "FAIL", seconds=time.perf_counter() - t0)
         rows[name] = row
         log(f"  {name}: {row['seconds']:.1f} s")
     return {"kind": kind, "seed": seed, "config": asdict(cfg), "accuracy": acc, "n_images": len(images),
