@@ -65,6 +65,7 @@ def test_public_api_surface():
         "BLOC_PER_CLASS", "bloc_subset", "ModelSelector", "histogram_metrics", "classification_metrics", "MetricDict",
         "confidence_change", "deletion_insertion", "road", "noisy_linear_imputation", "ConfidenceChangeMeter",
         "DeletionInsertionMeter", "ROADMeter", "model_randomization", "SanityResult", "spearman", "ssim",
+        "spearman_abs", "hog", "hog_similarity", "LocalizationScalar", "PxAP", "PeakIoU", "F1Pos", "F1Neg",
     ])
     for name in m.__all__:
         assert hasattr(m, name)

@@ -2,7 +2,7 @@
 
 Units and keys: every metric is in **percent** (PxAP, TP*/FN*/FP*/TN*, Dice/IoU/mIoU, F1±, BoxAcc, accuracy,
 Average Drop / Increase, Deletion / Insertion, ROAD; curves too). Thresholds ``τ`` are scores in ``[0, 1]``; the
-sanity check's Spearman and SSIM are correlation coefficients in ``[-1, 1]``. Keys are snake_case (``tp_star``,
+sanity check's Spearman, SSIM and HOG similarities are coefficients in ``[-1, 1]``. Keys are snake_case (``tp_star``,
 ``f1_pos``, ``boxacc_v2_iou50``, ``n_images``).
 
 - :mod:`~wsolkit.metrics.histogram`: the exact fg / bg threshold histograms (fused select → upsample → min-max).
@@ -11,6 +11,8 @@ sanity check's Spearman and SSIM are correlation coefficients in ``[-1, 1]``. Ke
 - :mod:`~wsolkit.metrics.pxap`: ``pxap`` (maps → PxAP in one pass).
 - :mod:`~wsolkit.metrics.boxes`: MaxBoxAcc, MaxBoxAccV2, top-1 localization.
 - :mod:`~wsolkit.metrics.meters`: ``torchmetrics.Metric`` meters (global ``compute()`` under DDP, ``merge``).
+- :mod:`~wsolkit.metrics.scalars`: one-number meters (``PxAP``, ``PeakIoU``, ``F1Pos``, ``F1Neg``) whose
+  ``compute()`` is a tensor: Lightning's ``self.log(name, metric)`` and ``MetricCollection`` take them.
 - :mod:`~wsolkit.metrics.faithfulness`, :mod:`~wsolkit.metrics.road`: Average Drop / Increase, Deletion / Insertion,
   ROAD MoRF / LeRF and their meters.
 - :mod:`~wsolkit.metrics.sanity`: the model-randomisation sanity check.
@@ -43,7 +45,16 @@ from wsolkit.metrics.pixel import (
 )
 from wsolkit.metrics.pxap import binned_counts, pxap, pxap_from_counts
 from wsolkit.metrics.road import ROADMeter, noisy_linear_imputation, road
-from wsolkit.metrics.sanity import SanityResult, model_randomization, spearman, ssim
+from wsolkit.metrics.sanity import (
+    SanityResult,
+    hog,
+    hog_similarity,
+    model_randomization,
+    spearman,
+    spearman_abs,
+    ssim,
+)
+from wsolkit.metrics.scalars import F1Neg, F1Pos, LocalizationScalar, PeakIoU, PxAP
 from wsolkit.metrics.selection import BLOC_PER_CLASS, ModelSelector, bloc_subset
 
 __all__ = [
@@ -63,6 +74,11 @@ __all__ = [
     "LocalizationMeter",
     "BoxAccuracyMeter",
     "ClassificationMeter",
+    "LocalizationScalar",
+    "PxAP",
+    "PeakIoU",
+    "F1Pos",
+    "F1Neg",
     "MetricDict",
     "confidence_change",
     "deletion_insertion",
@@ -74,7 +90,10 @@ __all__ = [
     "model_randomization",
     "SanityResult",
     "spearman",
+    "spearman_abs",
     "ssim",
+    "hog",
+    "hog_similarity",
     "BLOC_PER_CLASS",
     "bloc_subset",
     "ModelSelector",

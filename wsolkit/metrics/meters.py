@@ -7,7 +7,13 @@ Every meter keeps only int64 sum states (histograms and counters), so
   :func:`~wsolkit.metrics.classification_metrics`);
 - ``compute()`` is global under ``torch.distributed`` (the states are summed over the processes), and
   ``merge(other)`` is exact;
-- ``MetricCollection`` and Lightning's ``self.log`` accept them; memory is O(T) whatever the dataset size.
+- memory is O(T) whatever the dataset size.
+
+``compute()`` returns a dict of metrics, which Lightning's ``self.log(name, meter)`` refuses (it needs a tensor),
+and a ``MetricCollection`` mixing meters of different ``update`` signatures needs keyword arguments. For Lightning
+and ``MetricCollection`` use the scalar meters of :mod:`wsolkit.metrics.scalars` (``PxAP``, ``PeakIoU``, ``F1Pos``,
+``F1Neg``: one tensor each, all updated as ``update(cams, masks, labels)``), or log the numbers of ``compute()``
+at the end of the epoch.
 
 Results are in percent, with snake_case keys (see :mod:`wsolkit.metrics`).
 """
