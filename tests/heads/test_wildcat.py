@@ -113,9 +113,16 @@ def test_dropout_identity_at_eval_and_values():
     assert wildcat_pool(x, 1, alpha=0.0, dropout=0.75, training=False).item() == 3.0
     vals = {round(wildcat_pool(x, 1, alpha=0.0, dropout=0.75, training=True).item(), 5) for _ in range(200)}
     assert vals == {0.0, 12.0}  # inverted dropout: kept values scaled by 1 / (1 - p)
+    # the head at eval: no dropout, logits = eq. 6 (float64 reference) on the modality average (its cams)
     head = WILDCAT(4, 2, modalities=5, kmax=0.09, kmin=0.09, alpha=0.0, dropout=0.75).eval()
     f = torch.randn(2, 4, 6, 6)
-    torch.testing.assert_close(head(f).logits, head(f).logits)
+    out = head(f)
+    torch.testing.assert_close(out.cams, out.aux["modality_maps"].mean(2))
+    torch.testing.assert_close(out.logits.double(), ref_wildcat(out.cams, 0.09, 0.09, 0.0), rtol=1e-5, atol=1e-6)
+    torch.manual_seed(0)
+    train_logits = head.train()(f).logits
+    head.eval()
+    assert not torch.allclose(train_logits, out.logits)  # in train mode the same head drops entries
 
 
 @pytest.mark.parametrize("kmax,kmin,alpha", [(0.2, 0.3, 0.6), (3, 2, 1.0), (0.6, 0.6, 0.5), (1, 0, 0.7)])
