@@ -17,12 +17,16 @@ the layers that keep their shape, and the layers Choe et al. add start from a fr
   as in both torchvision and the reference), reduction 8, 2048 channels; no dilation (unlike ``create_backbone(
   "resnet50", output_stride=8)``, which dilates as timm does).
 
+Each backbone records its multi-scale levels as a timm-style ``feature_info`` list (module, channels, reduction),
+so F-CAM / NEGEV find their U-Net encoder levels on a classifier built over it.
+
 Departure: the reference initialises its added layers with He (VGG) or Xavier (Inception) uniform; here they keep
 PyTorch's default initialisation of ``nn.Conv2d``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import torch
@@ -30,8 +34,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wsolkit.backbones import Backbone, register_backbone
+from wsolkit.data.preprocessing import IMAGENET, INCEPTION
 
 __all__ = ["vgg16_wsol", "inceptionv3_wsol", "resnet50_wsol"]
+
+
+def _levels(backbone: Backbone, levels: list[tuple[int, int, int]], inception: bool = False) -> Backbone:
+    """Record the multi-scale levels ``(index in body, channels, reduction)`` as timm-style ``feature_info`` dicts,
+    which F-CAM / NEGEV's encoder discovery (:func:`wsolkit.decoders.fcam.feature_layers`) reads, and the input
+    normalisation of torchvision's weights (Inception: its modules are called directly, without torchvision's
+    ``transform_input``, so they take ``(x - 0.5) / 0.5``)."""
+    backbone.feature_info = [{"module": f"body.{i}", "num_chs": c, "reduction": r} for i, c, r in levels]
+    base = INCEPTION if inception else IMAGENET
+    stats = "Inception" if inception else "ImageNet"
+    backbone.preprocessing = dataclasses.replace(base, size=(224, 224),
+                                                 source=f"torchvision weights of {backbone.name} ({stats} mean/std)")
+    return backbone
 
 
 def _weights(pretrained: bool) -> str | None:
@@ -53,7 +71,8 @@ def vgg16_wsol(pretrained: bool = False, output_stride: int = 8, **kwargs) -> Ba
     features = torchvision.models.vgg16(weights=_weights(pretrained), **kwargs).features
     layers = [m for i, m in enumerate(features) if i not in (23, 30)]  # pool4, pool5
     body = nn.Sequential(*layers, nn.Conv2d(512, 1024, kernel_size=3, padding=1), nn.ReLU(inplace=False))
-    return Backbone(body, 1024, 8, "vgg16_wsol")
+    return _levels(Backbone(body, 1024, 8, "vgg16_wsol"),
+                   [(3, 64, 1), (8, 128, 2), (15, 256, 4), (22, 512, 8), (30, 1024, 8)])
 
 
 class _Stride1InceptionB(nn.Module):
@@ -92,7 +111,8 @@ def inceptionv3_wsol(pretrained: bool = False, output_stride: int = 8, **kwargs)
         nn.Dropout(0.5), nn.Conv2d(768, 1024, 3, padding=1), nn.ReLU(inplace=False),
         nn.Dropout(0.5), nn.Conv2d(1024, 1024, 3, padding=1), nn.ReLU(inplace=False),
     )
-    return Backbone(body, 1024, 8, "inceptionv3_wsol")
+    return _levels(Backbone(body, 1024, 8, "inceptionv3_wsol"),
+                   [(2, 64, 2), (5, 192, 4), (9, 288, 8), (14, 768, 8), (20, 1024, 8)], inception=True)
 
 
 @register_backbone("resnet50_wsol")
@@ -106,4 +126,5 @@ def resnet50_wsol(pretrained: bool = False, output_stride: int = 8, **kwargs) ->
         layer[0].conv2.stride = (1, 1)
         layer[0].downsample[0].stride = (1, 1)
     body = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4)
-    return Backbone(body, 2048, 8, "resnet50_wsol")
+    return _levels(Backbone(body, 2048, 8, "resnet50_wsol"),
+                   [(2, 64, 2), (4, 256, 4), (5, 512, 8), (6, 1024, 8), (7, 2048, 8)])
