@@ -3,8 +3,9 @@
 Rony et al. (2023): train with the Table 8 recipe (:mod:`wsolkit.recipes`; ``--search`` runs Table 8's learning
 rates × Table 9's grid and keeps the configuration with the best B-LOC PxAP on ``valpx``), select the epoch by
 B-LOC (PxAP on ``valpx``) and by B-CL (accuracy on ``valcl``), evaluate both selections on ``test`` and write the
-row as the survey prints it — PxAP, TP*/FN*/FP*/TN*, Dice/IoU (at the PxAP-curve threshold of best mIoU), accuracy
-— next to the survey's figures (Tables 1, 2/3, 6, 7: :mod:`wsolkit.survey_tables`) and the difference.
+row as the survey prints it — PxAP, TP*/FN*/FP*/TN*, accuracy, and Dice / IoU of the foreground at the threshold of
+best mIoU on ``valpx`` for the selected epoch — next to the survey's figures (Tables 1, 2/3, 6, 7:
+:mod:`wsolkit.survey_tables`) and the difference.
 
 Data: ``--data`` is the root the split files name paths from, ``--splits`` the survey's
 ``folds/wsol-done-right-splits`` folder (``GLAS`` / ``CAMELYON512``, ``fold-K/{train,valcl,valpx,test}``), see
@@ -92,8 +93,12 @@ def localization_maps(method: nn.Module, x: torch.Tensor, labels: torch.Tensor) 
     return logits, cams.postprocess(raw, labels, size=tuple(x.shape[-2:]))
 
 
-def evaluate_split(method: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
-    """Accuracy on every image and pixel metrics on the images with foreground (survey protocol), global under DDP."""
+def evaluate_split(method: nn.Module, loader: Any, device: torch.device,
+                   threshold: float | None = None) -> dict[str, float]:
+    """Accuracy on every image and pixel metrics on the images with foreground (survey protocol), global under DDP.
+
+    Dice / IoU are taken at ``threshold`` (the validation threshold of best mIoU), else at this split's own.
+    """
     from wsolkit.metrics import ClassificationMeter, LocalizationMeter
 
     loc, cls = LocalizationMeter(normalize=False).to(device), None
@@ -107,8 +112,9 @@ def evaluate_split(method: nn.Module, loader: Any, device: torch.device) -> dict
         loc.update(maps[keep], m[keep], validate_args=False)
     if cls is None:
         raise RuntimeError("evaluation loader is empty")
-    r = loc.compute() if int(loc.n_images) or _distributed() else {}
-    res = {"accuracy": float(cls.compute()["accuracy"]), "n_loc": int(r.get("n_images", 0))}
+    r = loc.compute(threshold) if int(loc.n_images) or _distributed() else {}
+    res = {"accuracy": float(cls.compute()["accuracy"]), "n_loc": int(r.get("n_images", 0)),
+           "threshold": float(r["threshold"]) if r else float("nan")}
     for key, src in (("pxap", "pxap"), ("tp_star", "tp_star"), ("fn_star", "fn_star"), ("fp_star", "fp_star"),
                      ("tn_star", "tn_star"), ("dice", "dice_fg"), ("iou", "iou_fg")):
         res[key] = float(r[src]) if res["n_loc"] else float("nan")
@@ -190,7 +196,8 @@ def _backbone_name(method: str, backbone: str) -> str:
 
 
 def _build(name: str, k: int, backbone: str, pretrained: bool, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
-    """``(method, trained module)``: a method over a classifier trains the survey's CAM classifier (GAP head)."""
+    """``(method, trained module)``: ``cam`` and the explainers train the survey's CAM classifier (GAP head) they
+    wrap; F-CAM / NEGEV train their decoder (their classifier is loaded and frozen)."""
     import wsolkit
     from wsolkit._checks import WSOLValueError
 
@@ -199,7 +206,8 @@ def _build(name: str, k: int, backbone: str, pretrained: bool, options: dict[str
             m = wsolkit.create_method(name, k, backbone=backbone, pretrained=pretrained, **options)
             return m, m
         clf = wsolkit.create_method("gap", k, backbone=backbone, pretrained=pretrained)
-        return wsolkit.create_method(name, classifier=clf, **options), clf
+        m = wsolkit.create_method(name, classifier=clf, **options)
+        return m, (m if getattr(m, "trainable", False) else clf)
     except (OSError, RuntimeError) as exc:  # weights download / load failures
         raise WSOLValueError(f"cannot build {name!r} on {backbone!r} (pretrained={pretrained}): {exc}; "
                              f"without network access pass --no-pretrained") from None
@@ -250,7 +258,8 @@ def _train_run(run_dir: Path, a: argparse.Namespace, rec: Any, name: str, backbo
     def select(epoch: int) -> None:  # after each epoch (and for an epoch whose selection a stop interrupted)
         vpx = evaluate_split(method, loaders["valpx"], device)
         vcl = evaluate_split(method, loaders["valcl"], device)
-        sel["epochs"][str(epoch)] = {"valpx_pxap": vpx["pxap"], "valcl_accuracy": vcl["accuracy"]}
+        sel["epochs"][str(epoch)] = {"valpx_pxap": vpx["pxap"], "valcl_accuracy": vcl["accuracy"],
+                                     "valpx_threshold": vpx["threshold"]}
         for key, value in (("bloc", vpx["pxap"]), ("bcl", vcl["accuracy"])):
             best = sel["best"].get(key)
             if not math.isnan(value) and (best is None or value > best["value"]):
@@ -347,7 +356,9 @@ def reproduce_cell(a: argparse.Namespace, method: str, backbone: str, env: tuple
             result[key] = None
             continue
         trained.load_state_dict(torch.load(best_dir / f"best_{key}.pt", map_location=device, weights_only=True))
-        result[key] = {"epoch": best["best"][key]["epoch"], **evaluate_split(method_, test, device)}
+        epoch = best["best"][key]["epoch"]
+        tau = best["epochs"][str(epoch)]["valpx_threshold"]
+        result[key] = {"epoch": epoch, **evaluate_split(method_, test, device, None if math.isnan(tau) else tau)}
     if rank == 0:
         _save(result, cell / "result.json")
         (cell / "row.md").write_text(format_row(result) + "\n")
