@@ -55,7 +55,10 @@ def _time(fn, repeats: int) -> float:
 
 
 def measure(name: str, backbone: str, batch: int = 2, size: int = 224, repeats: int = 1) -> dict:
-    """Per-image FLOPs and CPU seconds of a training step and of a map for ``name`` on ``backbone``."""
+    """Per-image FLOPs and CPU seconds of a training step and of a map for ``name`` on ``backbone``.
+
+    ``repeats=0`` counts FLOPs only (the CPU seconds are then those of the counting pass, an upper bound).
+    """
     torch.manual_seed(0)
     bb = _backbone_name(name, backbone)
     method, trained = _build(name, 2, bb, False, {})
@@ -70,9 +73,16 @@ def measure(name: str, backbone: str, batch: int = 2, size: int = 224, repeats: 
     def maps():
         localization_maps(method, x, y)
 
-    return {"method": name, "backbone": backbone, "built": bb,
-            "step_gflop": _flops(step) / batch / 1e9, "map_gflop": _flops(maps) / batch / 1e9,
-            "step_s": _time(step, repeats) / batch, "map_s": _time(maps, repeats) / batch}
+    t0 = time.perf_counter()
+    step_flop = _flops(step)
+    t1 = time.perf_counter()
+    map_flop = _flops(maps)
+    t2 = time.perf_counter()
+    step_s = _time(step, repeats) if repeats else t1 - t0
+    map_s = _time(maps, repeats) if repeats else t2 - t1
+    return {"method": name, "backbone": backbone, "built": bb, "step_gflop": step_flop / batch / 1e9,
+            "map_gflop": map_flop / batch / 1e9, "step_s": step_s / batch, "map_s": map_s / batch,
+            "timed": bool(repeats)}
 
 
 def run_cost(m: dict, dataset: str, gpu_tflops: float) -> dict:
@@ -106,7 +116,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--backbones", default="vgg16,inceptionv3,resnet50")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1, help="timed passes after the counting one (0: count only)")
     p.add_argument("--gpu-tflops", type=float, default=30.0, help="assumed sustained GPU throughput")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="JSON file of the measurements")
