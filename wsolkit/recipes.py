@@ -183,8 +183,9 @@ def grid(method: str, rec: Recipe | None = None) -> Iterator[dict[str, Any]]:
     """The search of ``method``: every ``{"lr": …, **options}`` of Table 8's learning rates × Table 9's grid.
 
     Example:
-        >>> [g for g in grid("acol", recipe("glas"))][:2]
-        [{'lr': 0.01, 'delta': 0.5}, {'lr': 0.01, 'delta': 0.6}]
+        >>> first = grid("acol", recipe("glas"))
+        >>> next(first), next(first)
+        ({'lr': 0.01, 'delta': 0.5}, {'lr': 0.01, 'delta': 0.6})
         >>> len(list(grid("wildcat", recipe("glas"))))
         90
     """

@@ -121,3 +121,41 @@ def test_bad_input_exits_2(glas, tmp_path, capsys):
         (tmp_path / "moved.bmp").rename(anno)
     assert main(_args(glas, tmp_path, "--backbone", "smallcnn")) == 2
     assert "either --method" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_two_gloo_processes(glas, tmp_path):
+    """2 CPU processes under torchrun: sharded test counted once; figures equal one process evaluating the weights."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "wsolkit", *_args(glas, tmp_path, "--method", "gap", "--backbone", "smallcnn", "--epochs", "1")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cell = tmp_path / "glas" / "fold-0" / "gap" / "smallcnn"
+    res = json.loads((cell / "result.json").read_text())
+    assert res["bloc"]["n_loc"] == N["test"]  # every test image once over the two shards
+    assert (cell / "trial-000" / "rank0" / "last.pt").is_file() and (cell / "trial-000" / "rank1" / "last.pt").is_file()
+    import wsolkit
+    from wsolkit.data import glas_fold, preprocessing
+    from wsolkit.training import evaluate
+
+    data, splits = glas
+    m = wsolkit.create_method("gap", 2, backbone="smallcnn")
+    m.load_state_dict(torch.load(cell / "trial-000" / "best_bloc.pt", weights_only=True))
+    test = glas_fold(data, splits, 0, "test", size=32, preprocess=preprocessing(m, warn=False))
+    ref = evaluate(m, torch.utils.data.DataLoader(test, batch_size=4))
+    # shards of 2 images vs one batch of 4: convolutions round differently, a few pixels change threshold bin
+    assert res["bloc"]["pxap"] == pytest.approx(ref["pxap"], abs=1e-2)
+    assert res["bloc"]["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)

@@ -80,7 +80,8 @@ class GlaS(WSOLEvalDataset):
         ...     _ = cv2.imwrite(str(d / f"{n}.bmp"), np.zeros((4, 6, 3), np.uint8))
         ...     _ = cv2.imwrite(str(d / f"{n}_anno.bmp"), np.eye(4, 6, dtype=np.uint8) * 3)
         >>> ds = GlaS(d.parent, "test")
-        >>> len(ds), ds.classes, ds[0][1], int(ds[0][2].sum())
+        >>> image, label, mask = ds[0]
+        >>> len(ds), ds.classes, label, int(mask.sum())
         (1, ['benign', 'malignant'], 0, 4)
     """
 
