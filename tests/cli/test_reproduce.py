@@ -159,3 +159,29 @@ def test_torchrun_two_gloo_processes(glas, tmp_path):
     # shards of 2 images vs one batch of 4: convolutions round differently, a few pixels change threshold bin
     assert res["bloc"]["pxap"] == pytest.approx(ref["pxap"], abs=1e-2)
     assert res["bloc"]["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["vgg16", "inceptionv3", "resnet50"])
+def test_every_method_runs_on_the_survey_backbones(backbone):
+    """Each registered method builds on the survey backbone as ``reproduce`` builds it, trains a step, gives maps."""
+    import wsolkit
+    from wsolkit.cli.reproduce import _backbone_name, _build, localization_maps
+
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    failures = {}
+    for name in wsolkit.list_methods():
+        torch.manual_seed(0)
+        try:
+            bb = _backbone_name(name, backbone)
+            opts = {"backbone_options": {"img_size": 32}} if name == "tscam" else {}
+            method, trained = _build(name, 2, bb, False, opts)
+            trained.train()
+            for step in trained.training_steps(x, y):
+                step.total.backward()
+            logits, maps = localization_maps(method, x, y)
+            assert logits.shape == (2, 2) and maps.shape == (2, 32, 32)
+            assert bool(torch.isfinite(maps).all()) and float(maps.min()) >= 0 and float(maps.max()) <= 1
+        except Exception as exc:  # noqa: BLE001 - collect every failure
+            failures[name] = f"{type(exc).__name__}: {exc}"
+    assert not failures, failures
