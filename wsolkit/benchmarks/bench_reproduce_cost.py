@@ -105,7 +105,7 @@ def table(results: list[dict], gpu_tflops: float) -> str:
         g, c = run_cost(m, "glas", gpu_tflops), run_cost(m, "camelyon", gpu_tflops)
         lines.append(f"| {m['method']} | {m['backbone']} ({m['built']}) | {m['step_gflop']:.1f} | "
                      f"{m['map_gflop']:.1f} | {m['step_s']:.2f}, {m['map_s']:.2f} | {g['gpu_hours_estimate']:.2f} | "
-                     f"{c["gpu_hours_estimate"]:.2f} |")
+                     f"{c['gpu_hours_estimate']:.2f} |")
     return "\n".join(lines)
 
 
