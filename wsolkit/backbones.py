@@ -380,3 +380,8 @@ def create_backbone(name: str, pretrained: bool = False, output_stride: int = 32
     if name.lower().startswith(_TV_PREFIX):
         return _create_torchvision(name, pretrained, output_stride, **kwargs)
     return _create_timm(name, pretrained, output_stride, **kwargs)
+
+
+# the survey's backbones as Choe et al. modified them for WSOL (registers "vgg16_wsol", "inceptionv3_wsol",
+# "resnet50_wsol"); imported last because it uses register_backbone
+from wsolkit import _wsol_backbones  # noqa: E402, F401

@@ -66,7 +66,8 @@ def test_list_backbones_patterns():
     everything = list_backbones()
     assert everything == sorted(everything) and list_backbones("*") == everything
     assert "smallcnn" in everything and "tv:resnet18" in everything and "resnet18" in everything
-    assert set(everything) == {"smallcnn", *timm.list_models(), *("tv:" + n for n in torchvision.models.list_models())}
+    local = {"smallcnn", "vgg16wsol", "inceptionv3wsol", "resnet50wsol"}  # the survey's WSOL backbones (key rule)
+    assert set(everything) == {*local, *timm.list_models(), *("tv:" + n for n in torchvision.models.list_models())}
     assert list_backbones("resnet18") == ["resnet18"]  # fnmatch: no wildcard, exact name
     assert list_backbones("*resnet18") == sorted(n for n in everything if fnmatch.fnmatchcase(n, "*resnet18"))
     assert list_backbones("tv:vgg1?") == ["tv:vgg11", "tv:vgg13", "tv:vgg16", "tv:vgg19"]

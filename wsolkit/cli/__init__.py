@@ -13,7 +13,7 @@ import sys
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: command modules of this package, in help order (a module that is absent is skipped)
-COMMANDS = ("demo", "predict", "evaluate", "slide", "bench")
+COMMANDS = ("demo", "predict", "evaluate", "slide", "bench", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
