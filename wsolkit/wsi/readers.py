@@ -204,7 +204,15 @@ class InMemorySlide:
 
 
 class _FileReader:
-    """Shared shell of the file readers: lazy handle (reopened after pickling), bounds, typed errors."""
+    """Shared shell of the file readers: a lazy handle per process, bounds, typed errors.
+
+    The handle is keyed by the process id: a DataLoader worker started by ``fork`` inherits the parent's reader
+    object, and with it a file descriptor whose offset is shared with the parent and the other workers; reading
+    through it interleaves ``seek`` / ``read`` across processes and returns another tile's bytes (a JPEG with two
+    SOF markers, or silently wrong pixels). A reader used in a process other than the one that opened its handle
+    therefore opens its own (the inherited one is left to the parent). A pickled copy (``spawn`` workers) has no
+    handle and opens one on first read.
+    """
 
     _backend = ""
 
@@ -214,6 +222,7 @@ class _FileReader:
             raise FileNotFoundError(f"slide file not found: {str(path)!r}")
         self.path = path
         self._handle: Any = None
+        self._pid = os.getpid()
         h = self._slide
         self._dims = [tuple(int(v) for v in d) for d in h.level_dimensions]
         self._downs = [float(d) for d in h.level_downsamples]
@@ -224,8 +233,10 @@ class _FileReader:
 
     @property
     def _slide(self) -> Any:
-        if self._handle is None:
-            self._handle = self._open()
+        pid = os.getpid()
+        if self._handle is None or self._pid != pid:
+            # an inherited handle is dropped, not closed: its descriptor (and offset) is shared with the parent
+            self._handle, self._pid = self._open(), pid
         return self._handle
 
     def _read_mpp(self, props: Any) -> float | None:
@@ -272,9 +283,9 @@ class _FileReader:
 
     def close(self) -> None:
         """Close the file handle (it is reopened on the next read)."""
-        if self._handle is not None:
+        if self._handle is not None and self._pid == os.getpid():
             self._handle.close()
-            self._handle = None
+        self._handle = None
 
     def __enter__(self) -> _FileReader:
         return self
