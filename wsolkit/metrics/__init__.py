@@ -13,6 +13,7 @@ sanity check's Spearman and SSIM are correlation coefficients in ``[-1, 1]``. Ke
 - :mod:`~wsolkit.metrics.meters`: ``torchmetrics.Metric`` meters (global ``compute()`` under DDP, ``merge``).
 - :mod:`~wsolkit.metrics.faithfulness`, :mod:`~wsolkit.metrics.road`: Average Drop / Increase, Deletion / Insertion,
   ROAD MoRF / LeRF and their meters.
+- :mod:`~wsolkit.metrics.froc`: CAMELYON16's lesion FROC and slide AUC (the organisers' ``Evaluation_FROC.py``).
 - :mod:`~wsolkit.metrics.sanity`: the model-randomisation sanity check.
 - :mod:`~wsolkit.metrics.selection`: B-LOC subset and B-LOC / B-CL model selection.
 - ``wsolkit evaluate``: :mod:`~wsolkit.cli.evaluate`.
@@ -30,6 +31,7 @@ from wsolkit.metrics.faithfulness import (
     confidence_change,
     deletion_insertion,
 )
+from wsolkit.metrics.froc import FROCResult, evaluation_mask, froc, itc_labels, slide_auc
 from wsolkit.metrics.histogram import LocalizationHistogram, bin_index, localization_histogram
 from wsolkit.metrics.meters import BoxAccuracyMeter, ClassificationMeter, LocalizationMeter, classification_metrics
 from wsolkit.metrics.pixel import (
@@ -47,6 +49,11 @@ from wsolkit.metrics.sanity import SanityResult, model_randomization, spearman, 
 from wsolkit.metrics.selection import BLOC_PER_CLASS, ModelSelector, bloc_subset
 
 __all__ = [
+    "froc",
+    "FROCResult",
+    "evaluation_mask",
+    "itc_labels",
+    "slide_auc",
     "pxap",
     "bin_index",
     "localization_histogram",
