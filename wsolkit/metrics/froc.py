@@ -34,8 +34,9 @@ The script's quirks are matched by default (``quirks=True``), stated here once:
 threshold 0) and the curve starts at the lowest probability. The official script stops at the curve; the score at the
 six rates is read by linear interpolation of the curve (``np.interp`` over increasing false positives, the reading of
 the challenge paper, Ehteshami Bejnordi et al., JAMA 2017, and of common re-implementations); documented here as
-ours; beyond the largest rate reached the curve's last sensitivity is used. The slide AUC (Task 1) is the area under the ROC curve of slide scores against slide labels, ties counted 1/2
-(Mann-Whitney), as ``sklearn.metrics.roc_auc_score``.
+ours; beyond the largest rate reached the curve's last sensitivity is used. The slide AUC (Task 1) is the area under
+the ROC curve of slide scores against slide labels, ties counted 1/2 (Mann-Whitney), as
+``sklearn.metrics.roc_auc_score``.
 
 Only numpy and OpenCV are used (the script needs scipy, scikit-image and OpenSlide).
 """
