@@ -462,7 +462,7 @@ def test_xml_annotation_file_equals_mask_array(tmp_path):
             coords = "".join(f'<Coordinate Order="{i}" X="{x}" Y="{y}"/>' for i, (x, y) in enumerate(pts))
             xml.append(f'<Annotation Type="Polygon" PartOfGroup="{group}"><Coordinates>{coords}</Coordinates>'
                        "</Annotation>")
-            ann[y0 : y1 + 1, x0 : x1 + 1] = 0 if group == "_2" else 1  # fillPoly includes the boundary pixels
+            ann[y0:y1, x0:x1] = 0 if group == "_2" else 1  # pixel centres inside: x0 <= x + 0.5 < x1
     xml.append("</Annotations></ASAP_Annotations>")
     (tmp_path / "a.xml").write_text("".join(xml))
     proto = PatchProtocol(**PROTO)

@@ -18,6 +18,8 @@ from wsolkit.wsi.annotations import (
     read_asap_xml,
     read_geojson,
 )
+from wsolkit.wsi.contours import Region, regions, write_asap_xml, write_geojson
+from wsolkit.wsi.detections import Detections, detections, read_detections_csv, write_detections_csv
 from wsolkit.wsi.errors import (
     AnnotationError,
     AnnotationOutsideSlideError,
@@ -57,4 +59,6 @@ __all__ = [
     "slide_meter", "slide_metrics", "write_metrics_csv", "plot_slide_metrics",
     "write_pyramidal_tiff", "save_heatmap_tiff", "save_overlay_png", "save_npy", "colorize", "thumbnail",
     "SlideJob", "run_slides",
+    "detections", "Detections", "write_detections_csv", "read_detections_csv",
+    "regions", "Region", "write_geojson", "write_asap_xml",
 ]
