@@ -145,3 +145,33 @@ def test_slide_mpp_for_a_slide_without_one(tmp_path):
     assert res["failed"] == ["s0"] and "UnknownMPPError" in res["slides"][0]["error"]
     res = run_slides(jobs, _model(), tmp_path / "b", mpp=1.0, slide_mpp=0.5, **KW)
     assert res["failed"] == [] and res["slides"][0]["width"] == 112  # level 1 of a 224-px slide at 0.5 µm
+
+
+class _Recording(InMemorySlide):
+    """Records the largest region read (pixels)."""
+
+    largest = 0
+
+    def read_region(self, location, level, size):
+        type(self).largest = max(type(self).largest, int(size[0]) * int(size[1]))
+        return super().read_region(location, level, size)
+
+
+def test_tissue_and_overlay_bounded_without_a_small_level(tmp_path):
+    from wsolkit.wsi import save_overlay_png
+    from wsolkit.wsi.export import thumbnail
+
+    img = np.full((3000, 4000, 3), 245, np.uint8)
+    img[1000:2000, 1000:3000] = (226, 150, 196)
+    s = _Recording([img])  # one level, far above max_size
+    t = slide_tissue(s, max_size=512)
+    assert max(t.mask.shape) == 512 and t.downsample == pytest.approx(4000 / 512)
+    assert t.fraction(1000, 1000, 2000, 1000) > 0.95 and t.fraction(0, 0, 900, 900) == 0
+    assert _Recording.largest <= 2**22 + 4000  # read in bands, never the whole level
+    rgb, f = thumbnail(s, 256)
+    assert max(rgb.shape[:2]) == 256 and f == pytest.approx(4000 / 256)
+    hm = np.zeros((300, 400), np.float32)
+    p = save_overlay_png(tmp_path / "o.png", hm, s, max_size=256)
+    import cv2
+
+    assert max(cv2.imread(str(p)).shape[:2]) == 256

@@ -35,6 +35,7 @@ __all__ = [
     "OpenSlideReader",
     "open_slide",
     "read_rgb",
+    "read_level",
     "to_rgb",
     "slide_mpp",
     "Resolution",
@@ -412,6 +413,37 @@ def to_rgb(region: Any, name: str = "region") -> np.ndarray:
 def read_rgb(reader: Any, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
     """``read_region`` as ``(h, w, 3)`` uint8 RGB with white outside the slide."""
     return to_rgb(reader.read_region(location, level, size))
+
+
+def read_level(reader: Any, level: int, max_size: int | None = None) -> tuple[np.ndarray, float]:
+    """Level ``level`` read whole as RGB, shrunk (``INTER_AREA``) to a longer side of ``max_size`` when larger,
+    reading row bands of about 16 MB so memory stays bounded; returns the image and its level-0 pixels per pixel.
+
+    Example:
+        >>> s = InMemorySlide.from_array(np.zeros((300, 400, 3), np.uint8), 1)
+        >>> rgb, f = read_level(s, 0, max_size=100)
+        >>> rgb.shape, f
+        ((75, 100, 3), 4.0)
+    """
+    import cv2
+
+    level = _check_level(reader, level)
+    w, h = (int(v) for v in reader.level_dimensions[level])
+    d = float(reader.level_downsamples[level])
+    if max_size is None or max(w, h) <= max_size:
+        return read_rgb(reader, (0, 0), level, (w, h)), d
+    check_int(max_size, "max_size", 1)
+    s = max(w, h) / max_size
+    ow, oh = max(1, int(round(w / s))), max(1, int(round(h / s)))
+    band = max(1, 2**22 // max(w, 1))
+    out = np.zeros((oh, ow, 3), np.uint8)
+    for y in range(0, h, band):
+        n = min(band, h - y)
+        y0, y1 = int(round(y / h * oh)), int(round((y + n) / h * oh))
+        if y1 > y0:
+            rgb = read_rgb(reader, (0, int(round(y * d))), level, (w, n))
+            out[y0:y1] = cv2.resize(rgb, (ow, y1 - y0), interpolation=cv2.INTER_AREA)
+    return out, d * w / ow
 
 
 def slide_mpp(reader: Any) -> float | None:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from wsolkit._checks import ShapeError, WSOLTypeError, check_choice, check_int
-from wsolkit.wsi.readers import read_rgb, to_rgb
+from wsolkit.wsi.readers import read_level, to_rgb
 
 __all__ = ["TISSUE_CHANNELS", "tissue_channel", "otsu_threshold", "tissue_mask", "SlideTissue", "slide_tissue",
            "NoTissueWarning", "MIN_CONTRAST"]
@@ -134,12 +134,8 @@ def slide_tissue(reader: Any, level: int = 6, channel: str = "saturation", thres
         small = [i for i in range(n) if max(reader.level_dimensions[i]) <= max_size]
         lv = min(small) if small else n - 1
     check_int(min_contrast, "min_contrast", 0, 255)
-    w, h = reader.level_dimensions[lv]
-    down = float(reader.level_downsamples[lv])
-    if max_size is not None and max(w, h) > max_size:
-        chan, down = _banded_channel(reader, lv, channel, max_size)
-    else:
-        chan = tissue_channel(read_rgb(reader, (0, 0), lv, (w, h)), channel)
+    rgb, down = read_level(reader, lv, max_size)
+    chan = tissue_channel(rgb, channel)
     thr = otsu_threshold(chan) if threshold is None else check_int(threshold, "threshold", 0, 255)
     mask = chan > thr if channel == "saturation" else chan <= thr
     if threshold is None and (not mask.any() or not (~mask).any()
@@ -149,20 +145,3 @@ def slide_tissue(reader: Any, level: int = 6, channel: str = "saturation", thres
         glass = m < 2 * min_contrast if channel == "saturation" else m > 255 - 2 * min_contrast
         mask = np.full_like(mask, not glass)
     return SlideTissue(thr, lv, down, mask, channel)
-
-
-def _banded_channel(reader: Any, lv: int, channel: str, max_size: int) -> tuple[np.ndarray, float]:
-    """The tissue channel of level ``lv`` shrunk to a longer side of ``max_size``, read in row bands."""
-    w, h = reader.level_dimensions[lv]
-    s = max(w, h) / max_size
-    ow, oh = max(1, int(round(w / s))), max(1, int(round(h / s)))
-    band = max(1, 2**22 // max(w, 1))  # rows of about 16 MB of RGBA
-    d = float(reader.level_downsamples[lv])
-    out = np.zeros((oh, ow), np.uint8)
-    for y in range(0, h, band):
-        n = min(band, h - y)
-        rgb = read_rgb(reader, (0, int(round(y * d))), lv, (w, n))
-        y0, y1 = int(round(y / h * oh)), int(round((y + n) / h * oh))
-        if y1 > y0:
-            out[y0:y1] = cv2.resize(tissue_channel(rgb, channel), (ow, y1 - y0), interpolation=cv2.INTER_AREA)
-    return out, d * w / ow
