@@ -130,3 +130,47 @@ def test_outside_and_malformed_are_named_errors(tmp_path):
         read_annotations(tmp_path / "two.geojson")
     with pytest.raises(AnnotationError, match="unknown annotation format"):
         read_annotations(tmp_path / "a.txt")
+
+
+def _write(tmp_path, obj, name="a.geojson"):
+    p = tmp_path / name
+    p.write_text(json.dumps(obj))
+    return p
+
+
+SQUARE = [[[10, 10], [50, 10], [50, 50], [10, 50], [10, 10]]]
+
+
+def test_geojson_variants_with_an_area_are_read(tmp_path):
+    feat = lambda geom, **props: {"type": "Feature", "geometry": geom, "properties": props}  # noqa: E731
+    coll = {"type": "FeatureCollection", "features": [
+        feat({"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [1, 1]},
+                                                            {"type": "Polygon", "coordinates": SQUARE}]}),
+        feat({"type": "polygon", "coordinates": [[[60, 60], [70, 60], [70, 70], [60, 70], [60, 60]]]}),  # lower case
+        feat({"type": "Circle", "coordinates": [100, 100], "radius": 10}),
+        feat({"type": "Point", "coordinates": [150, 40]}, subType="Circle", radius=5),
+        feat(None),  # null geometry: no area, skipped
+    ]}
+    ann = read_annotations(_write(tmp_path, coll))
+    assert len(ann.polygons) == 4
+    m = ann.rasterize((0, 0, 200, 200))
+    assert m[30, 30] and m[65, 65] and m[100, 100] and m[40, 150] and not m[5, 5]
+    assert abs(int(m[80:121, 80:121].sum()) - np.pi * 100) < 0.05 * np.pi * 100  # the circle's area
+    # a bare geometry and a lower-case FeatureCollection
+    assert len(read_annotations(_write(tmp_path, {"type": "Polygon", "coordinates": SQUARE}, "b.json")).polygons) == 1
+    lower = {"type": "featurecollection", "features": [feat({"type": "MultiPolygon", "coordinates": [SQUARE]})]}
+    assert len(read_annotations(_write(tmp_path, lower, "c.geojson")).polygons) == 1
+
+
+def test_geojson_without_any_area_or_with_unknown_types_is_an_error(tmp_path):
+    only_points = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 1]}, "properties": {}},
+        {"type": "Feature", "geometry": None, "properties": {}}]}
+    with pytest.raises(AnnotationError, match="none with an area"):
+        read_annotations(_write(tmp_path, only_points))
+    unknown = {"type": "Feature", "geometry": {"type": "Ellipse", "coordinates": [1, 1]}, "properties": {}}
+    with pytest.raises(AnnotationError, match="unknown geometry type 'Ellipse'"):
+        read_annotations(_write(tmp_path, unknown, "d.geojson"))
+    with pytest.raises(AnnotationError, match="radius"):
+        read_annotations(_write(tmp_path, {"type": "Circle", "coordinates": [1, 1]}, "e.geojson"))
+    assert read_annotations(_write(tmp_path, {"type": "FeatureCollection", "features": []}, "f.geojson")).polygons == []

@@ -232,11 +232,67 @@ def _qupath_group(props: dict[str, Any]) -> str:
     return str(props.get("name", "") or "")
 
 
-def read_geojson(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUPS) -> Annotations:
-    """QuPath GeoJSON (a ``FeatureCollection``, a list of features or one feature; ``Polygon`` / ``MultiPolygon``).
+_NO_AREA = ("point", "multipoint", "linestring", "multilinestring")
 
-    The group of a feature is its ``properties.classification.name`` (QuPath), else ``properties.name``. Interior
-    rings are holes.
+
+def _circle(center: Any, radius: Any, where: str) -> np.ndarray:
+    try:
+        cx, cy = (float(v) for v in list(center)[:2])
+        r = float(radius)
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{where}: a circle needs a centre [x, y] and a numeric radius, got {center!r}, "
+                              f"{radius!r}") from None
+    if not (math.isfinite(r) and r > 0):
+        raise AnnotationError(f"{where}: a circle's radius must be positive, got {radius!r}")
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1)
+
+
+def _geometry_polygons(geom: Any, props: dict[str, Any], where: str, skipped: list[str]) -> list[list[np.ndarray]]:
+    """Rings ``[exterior, *holes]`` of every areal part of a GeoJSON geometry (types case-insensitive)."""
+    if geom is None:
+        skipped.append("null geometry")
+        return []
+    if not isinstance(geom, dict):
+        raise AnnotationError(f"{where}: a geometry must be an object, got {type(geom).__name__}")
+    kind = str(geom.get("type", "")).lower()
+    coords = geom.get("coordinates")
+    if kind == "polygon":
+        parts = [coords]
+    elif kind == "multipolygon":
+        parts = coords or []
+    elif kind == "geometrycollection":
+        out = []
+        for j, g in enumerate(geom.get("geometries") or []):
+            out += _geometry_polygons(g, props, f"{where} geometry {j}", skipped)
+        return out
+    elif kind == "circle" or (kind == "point" and str(props.get("subType", "")).lower() == "circle"):
+        radius = geom.get("radius", props.get("radius"))
+        return [[_circle(coords, radius, where)]]
+    elif kind in _NO_AREA:
+        skipped.append(kind)
+        return []
+    else:
+        raise AnnotationError(f"{where}: unknown geometry type {geom.get('type')!r} (expected Polygon, MultiPolygon, "
+                              f"GeometryCollection, Circle, or a point / line, which have no area)")
+    out = []
+    for j, rings in enumerate(parts or []):
+        w = f"{where} polygon {j}"
+        if not rings:
+            raise AnnotationError(f"{w}: no ring")
+        out.append([_ring(rings[0], w), *(_ring(r, w) for r in rings[1:])])
+    return out
+
+
+def read_geojson(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUPS) -> Annotations:
+    """QuPath GeoJSON (a ``FeatureCollection``, a list of features, one feature or a bare geometry).
+
+    Areal geometries are read: ``Polygon``, ``MultiPolygon``, the areal members of a ``GeometryCollection``, and
+    circles (a ``Circle`` geometry, or a ``Point`` with ``properties.subType == "Circle"``, with a ``radius``; drawn
+    as 64-gons); type names are case-insensitive. Points, lines and null geometries have no area and are skipped;
+    a file with features of which none has an area raises :class:`AnnotationError` (it would otherwise score the
+    slide as tumour-free), as does an unknown geometry type. The group of a feature is its
+    ``properties.classification.name`` (QuPath), else ``properties.name``. Interior rings are holes.
 
     Example:
         >>> import tempfile
@@ -254,30 +310,31 @@ def read_geojson(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUP
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AnnotationError(f"{str(path)!r} is not valid JSON: {e}") from None
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        feats = data.get("features", [])
+    kind = str(data.get("type", "")).lower() if isinstance(data, dict) else ""
+    if kind == "featurecollection":
+        feats = data.get("features") or []
     elif isinstance(data, list):
         feats = data
-    elif isinstance(data, dict) and data.get("type") == "Feature":
+    elif kind == "feature":
         feats = [data]
+    elif kind:  # a bare geometry
+        feats = [{"type": "Feature", "geometry": data, "properties": {}}]
     else:
-        raise AnnotationError(f"{str(path)!r} must hold a GeoJSON FeatureCollection, Feature or list of features")
-    polys = []
+        raise AnnotationError(f"{str(path)!r} must hold a GeoJSON FeatureCollection, Feature, geometry or list of "
+                              f"features")
+    polys: list[Polygon] = []
+    skipped: list[str] = []
     for i, f in enumerate(feats):
-        geom = (f or {}).get("geometry") or {}
-        group = _qupath_group(f.get("properties") or {})
-        kind = geom.get("type")
-        if kind == "Polygon":
-            parts = [geom.get("coordinates")]
-        elif kind == "MultiPolygon":
-            parts = geom.get("coordinates")
-        else:
-            continue  # points / lines carry no area
-        for j, rings in enumerate(parts or []):
-            where = f"{path.name} feature {i} polygon {j}"
-            if not rings:
-                raise AnnotationError(f"{where}: no ring")
-            polys.append(Polygon(_ring(rings[0], where), tuple(_ring(r, where) for r in rings[1:]), group))
+        if not isinstance(f, dict):
+            raise AnnotationError(f"{path.name} feature {i}: must be an object, got {type(f).__name__}")
+        props = f.get("properties") or {}
+        group = _qupath_group(props)
+        for rings in _geometry_polygons(f.get("geometry"), props, f"{path.name} feature {i}", skipped):
+            polys.append(Polygon(rings[0], tuple(rings[1:]), group))
+    if feats and not polys:
+        counts = {k: skipped.count(k) for k in sorted(set(skipped))}
+        raise AnnotationError(f"{str(path)!r}: {len(feats)} feature(s) and none with an area ({counts}); a tumour-free "
+                              f"slide needs no annotation file (or an empty FeatureCollection)")
     return Annotations(polys, tuple(exclude), str(path))
 
 
