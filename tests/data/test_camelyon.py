@@ -12,11 +12,8 @@ import pytest
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError
 from wsolkit.data.camelyon import (
     INDEX_COLUMNS,
-    InMemorySlide,
-    OpenSlideReader,
     PatchProtocol,
     Slide,
-    SlideReader,
     calibrate_category2,
     extract_patches,
     otsu_threshold,
@@ -28,6 +25,7 @@ from wsolkit.data.camelyon import (
     synthetic_slide,
     tissue_mask,
 )
+from wsolkit.wsi import InMemorySlide, OpenSlideReader, SlideReader
 
 S = 16  # patch size of the hand-made slides
 PINK = (230, 150, 200)  # HSV saturation 89; white background has saturation 0

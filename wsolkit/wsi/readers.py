@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_choice, check_int, check_number
-from wsolkit.wsi.errors import CorruptTileError, MissingLevelError, UnknownMPPError
+from wsolkit.wsi.errors import CorruptTileError, MissingLevelError, UnknownMPPError, UnsupportedSlideError
 
 __all__ = [
     "SlideReader",
@@ -333,6 +333,8 @@ class TiffSlideReader(_FileReader):
         try:
             return tiffslide.TiffSlide(str(self.path))
         except Exception as e:  # noqa: BLE001
+            if "not a tiff" in str(e).lower() or type(e).__name__ == "UnsupportedFormatError":
+                raise UnsupportedSlideError(f"{str(self.path)!r} is not a format tiffslide reads: {e}") from e
             raise CorruptTileError(f"cannot open {str(self.path)!r} as a slide: {type(e).__name__}: {e}") from e
 
     def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
@@ -371,6 +373,9 @@ class OpenSlideReader(_FileReader):
         try:
             return openslide.OpenSlide(str(self.path))
         except Exception as e:  # noqa: BLE001
+            unsupported = getattr(openslide, "OpenSlideUnsupportedFormatError", None)
+            if unsupported is not None and isinstance(e, unsupported):
+                raise UnsupportedSlideError(f"{str(self.path)!r} is not a format OpenSlide reads: {e}") from e
             raise CorruptTileError(f"cannot open {str(self.path)!r} as a slide: {type(e).__name__}: {e}") from e
 
     def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
