@@ -10,9 +10,9 @@ pixel-edge outline, so sampling the polygons at the heatmap's pixel centres
   rings), ``objectType`` ``"annotation"`` or ``"detection"``, a ``classification`` name and colour, and the region's
   mean and max score and pixel count as ``measurements``.
 - :func:`write_asap_xml`: ASAP / CAMELYON16 XML; ASAP has no holes, so a hole is written as a polygon of the
-  exclusion group ``"_2"`` (what :data:`~wsolkit.wsi.EXCLUDE_GROUPS` subtracts, as in CAMELYON16's own files); the
-  scores go in the annotation's name. A region lying inside another region's hole is lost by that subtraction (rare
-  in heatmaps; the GeoJSON keeps it).
+  exclusion group ``"_2"`` (what :data:`~wsolkit.wsi.annotations.EXCLUDE_GROUPS` subtracts, as in CAMELYON16's
+  own files); the scores go in the annotation's name. A region lying inside another region's hole is lost by that
+  subtraction (rare in heatmaps; the GeoJSON keeps it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Whole-slide CAM heatmaps from any method that returns :class:`~wsolkit.WSOLOutput`.
 
-The slide is cut into overlapping tiles (:class:`~wsolkit.wsi.TileGrid`), read by DataLoader workers while the
+The slide is cut into overlapping tiles (:class:`~wsolkit.wsi.tiling.TileGrid`), read by DataLoader workers while the
 model runs; the target class's **raw** map of every tile is resized to the tile's footprint, weighted by a window
 that ramps linearly across the overlaps, and accumulated: ``H = Σ w_t · M_t / Σ w_t``. Only a band of tile rows is
 held in memory: rows no later tile touches are written out (to a numpy array, or a zarr array with ``out=``), so
@@ -232,7 +232,7 @@ def heatmap(
         batch_size: tiles per forward.
         num_workers: DataLoader workers reading tiles while the model runs (0: read in this process).
         tissue: ``True`` (Otsu tissue mask at a low level), ``False`` (every tile), or a
-            :class:`~wsolkit.wsi.SlideTissue`.
+            :class:`~wsolkit.wsi.tissue.SlideTissue`.
         min_tissue: tiles with a smaller tissue fraction are skipped.
         target: class whose map is stitched; also passed as ``labels`` so explainers explain it. Default: the
             only map of class-specific ``(B, 1, h, w)`` cams, class 1 of a binary model; required otherwise.

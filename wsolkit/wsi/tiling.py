@@ -61,7 +61,8 @@ class TileGrid:
     @classmethod
     def build(cls, reader: Any, resolution: Resolution, tile: int = 512, overlap: int = 0,
               tissue: Any = None, min_tissue: float = 0.05) -> TileGrid:
-        """Grid over ``reader`` at ``resolution``; ``tissue`` (a :class:`~wsolkit.wsi.SlideTissue`) filters tiles.
+        """Grid over ``reader`` at ``resolution``; ``tissue`` (a :class:`~wsolkit.wsi.tissue.SlideTissue`) filters
+        tiles.
 
         Example:
             >>> from wsolkit.wsi.readers import InMemorySlide, resolve_level
