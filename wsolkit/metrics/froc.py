@@ -348,7 +348,8 @@ def froc(detections: Mapping[str, Any], masks: Mapping[str, Any], *, resolution:
         detections: ``{slide: (N, 3) (prob, x, y) rows or Detections}`` — every slide evaluated.
         masks: ``{slide: tumour mask at level}`` (see :func:`evaluation_mask`; an :func:`evaluation_mask` label
             array is not accepted here — pass the tumour mask); a slide missing or ``None`` is tumour-free.
-        resolution, level: as the script's ``L0_RESOLUTION`` and ``EVALUATION_MASK_LEVEL``.
+        resolution: the script's ``L0_RESOLUTION`` (µm per level-0 pixel).
+        level: the script's ``EVALUATION_MASK_LEVEL`` (the masks are read at downsample ``2**level``).
         fp_rates: the false-positive rates averaged.
         quirks: see the module docstring.
 

@@ -50,8 +50,9 @@ def regions(heatmap: Any, threshold: float = 0.5, *, min_pixels: int = 1, factor
 
     Example:
         >>> h = np.zeros((6, 6)); h[1:5, 1:5] = 0.8; h[2:4, 2:4] = 0.1
-        >>> [(len(r.holes), r.pixels, round(r.mean, 2)) for r in regions(h, 0.5, factor=1.0)]
-        [(1, 12, 0.8)]
+        >>> rs = regions(h, 0.5, factor=1.0)
+        >>> len(rs), len(rs[0].holes), rs[0].pixels, round(rs[0].mean, 2)
+        (1, 1, 12, 0.8)
     """
     a, f = heatmap_array(heatmap, factor)
     check_number(threshold, "threshold")

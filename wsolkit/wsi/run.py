@@ -3,7 +3,9 @@
 :func:`run_slides` gives slide ``i`` to rank ``i % world_size``; each rank writes its slides' files; the
 dataset-level meter merges through the meters' DDP contract (``sync``: an ``all_reduce`` of integer histograms),
 and per-slide rows are gathered to rank 0, which writes ``slides.csv``, ``summary.json`` and the figure. Results
-do not depend on the number of processes. ``torchrun --nproc-per-node N -m wsolkit slide ...`` runs it on one
+do not depend on the number of processes as long as every process uses the same number of intra-op threads
+(``torch.set_num_threads`` / ``OMP_NUM_THREADS``): with other counts the convolutions may sum in another order and
+heatmaps differ in the last float32 bits. ``torchrun --nproc-per-node N -m wsolkit slide ...`` runs it on one
 machine, ``torchrun --nnodes M --node-rank R --rdzv-endpoint HOST:PORT ...`` across machines.
 
 Methods come from the library's checkpoints (:func:`wsolkit.training.save_checkpoint` /
@@ -175,7 +177,8 @@ def run_slides(
         detect_rule: ``"components"`` or ``"maxima"``.
         contours: write the regions above ``detect`` (0.5 when ``detect`` is None) as QuPath GeoJSON and ASAP XML.
         slide_mpp: microns per pixel of level 0 for slides whose file states none.
-        froc_level, froc_resolution: the evaluation's ``EVALUATION_MASK_LEVEL`` and ``L0_RESOLUTION``.
+        froc_level: the evaluation's ``EVALUATION_MASK_LEVEL`` (downsample ``2**froc_level``).
+        froc_resolution: the evaluation's ``L0_RESOLUTION`` (µm per level-0 pixel).
         **heatmap_kwargs: passed to :func:`~wsolkit.wsi.heatmap`.
 
     Returns:
