@@ -12,11 +12,8 @@ import pytest
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError
 from wsolkit.data.camelyon import (
     INDEX_COLUMNS,
-    InMemorySlide,
-    OpenSlideReader,
     PatchProtocol,
     Slide,
-    SlideReader,
     calibrate_category2,
     extract_patches,
     otsu_threshold,
@@ -28,6 +25,7 @@ from wsolkit.data.camelyon import (
     synthetic_slide,
     tissue_mask,
 )
+from wsolkit.wsi import InMemorySlide, OpenSlideReader, SlideReader
 
 S = 16  # patch size of the hand-made slides
 PINK = (230, 150, 200)  # HSV saturation 89; white background has saturation 0
@@ -462,7 +460,7 @@ def test_xml_annotation_file_equals_mask_array(tmp_path):
             coords = "".join(f'<Coordinate Order="{i}" X="{x}" Y="{y}"/>' for i, (x, y) in enumerate(pts))
             xml.append(f'<Annotation Type="Polygon" PartOfGroup="{group}"><Coordinates>{coords}</Coordinates>'
                        "</Annotation>")
-            ann[y0 : y1 + 1, x0 : x1 + 1] = 0 if group == "_2" else 1  # fillPoly includes the boundary pixels
+            ann[y0:y1, x0:x1] = 0 if group == "_2" else 1  # pixel centres inside: x0 <= x + 0.5 < x1
     xml.append("</Annotations></ASAP_Annotations>")
     (tmp_path / "a.xml").write_text("".join(xml))
     proto = PatchProtocol(**PROTO)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from wsolkit.wsi import InMemorySlide, TiffSlideReader, colorize, save_heatmap_tiff, save_npy, save_overlay_png
+from wsolkit.wsi import InMemorySlide, TiffSlideReader, save_heatmap_tiff, save_npy, save_overlay_png
 from wsolkit.wsi import export as ex
+from wsolkit.wsi.export import colorize
 
 
 class Recording:

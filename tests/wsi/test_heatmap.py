@@ -9,15 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from wsolkit._checks import WSOLValueError
-from wsolkit.wsi import (
-    InMemorySlide,
-    TiffSlideReader,
-    UnknownMPPError,
-    blend_window,
-    heatmap,
-    read_rgb,
-    resolve_preprocess,
-)
+from wsolkit.wsi import InMemorySlide, TiffSlideReader, UnknownMPPError, heatmap
+from wsolkit.wsi.heatmap import blend_window, resolve_preprocess
+from wsolkit.wsi.readers import read_rgb
 
 
 def reference(reader, level, model, pool=1, target=1):

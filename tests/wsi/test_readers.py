@@ -17,10 +17,10 @@ from wsolkit.wsi import (
     SlideReader,
     TiffSlideReader,
     UnknownMPPError,
-    read_rgb,
     resolve_level,
     write_pyramidal_tiff,
 )
+from wsolkit.wsi.readers import read_rgb
 
 
 def test_tiffslide_reads_the_pyramid(tiff_slide):
@@ -105,3 +105,59 @@ def test_corrupt_tile_is_a_named_error(tmp_path):
     read_rgb(r, (0, 0), 0, (64, 64))  # an intact tile still reads
     with pytest.raises(CorruptTileError, match=r"c\.tif"):
         read_rgb(r, (64, 64), 0, (64, 64))
+
+
+def test_unsupported_format_is_not_a_corrupt_tile(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from wsolkit.wsi import CorruptTileError, OpenSlideReader, TiffSlideReader, UnsupportedSlideError
+
+    p = tmp_path / "x.tif"
+    p.write_text("plain text, not a slide")
+    pytest.importorskip("tiffslide")
+    with pytest.raises(UnsupportedSlideError, match="not a format tiffslide reads") as e:
+        TiffSlideReader(p)
+    assert not isinstance(e.value, CorruptTileError)
+
+    class Unsupported(Exception):
+        pass
+
+    def opener(path):
+        raise Unsupported("Unsupported or missing image file")
+
+    fake = types.SimpleNamespace(OpenSlide=opener, OpenSlideUnsupportedFormatError=Unsupported)
+    monkeypatch.setitem(sys.modules, "openslide", fake)
+    with pytest.raises(UnsupportedSlideError, match="not a format OpenSlide reads"):
+        OpenSlideReader(p)
+
+    def broken(path):
+        raise OSError("read error")
+
+    monkeypatch.setitem(sys.modules, "openslide", types.SimpleNamespace(OpenSlide=broken,
+                                                                        OpenSlideUnsupportedFormatError=Unsupported))
+    with pytest.raises(CorruptTileError):
+        OpenSlideReader(p)
+
+
+def test_public_surface_and_moved_names():
+    import warnings
+
+    import wsolkit.data.camelyon as camelyon
+    import wsolkit.wsi as wsi
+    from wsolkit.wsi import readers
+
+    assert all(hasattr(wsi, n) for n in wsi.__all__) and len(wsi.__all__) == len(set(wsi.__all__))
+    for name in ("read_rgb", "TileGrid", "blend_window", "otsu_threshold", "colorize"):
+        assert name not in wsi.__all__
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            getattr(wsi, name)
+        assert any(issubclass(x.category, DeprecationWarning) and name in str(x.message) for x in w)
+    # the slide readers are public from wsolkit.wsi only
+    for name in ("SlideReader", "InMemorySlide", "TiffSlideReader", "OpenSlideReader"):
+        assert name not in camelyon.__all__
+        with pytest.warns(DeprecationWarning, match=f"use wsolkit.wsi.{name}"):
+            assert getattr(camelyon, name) is getattr(readers, name)
+    with pytest.raises(AttributeError):
+        wsi.no_such_name

@@ -52,8 +52,7 @@ def test_slide_pxap_equals_full_array_metric(tiff_slide, tmp_path, Pointwise):
     with pytest.raises(AnnotationOutsideSlideError):
         slide_metrics(hm, ann, slide_dims=(100, 100))
     with pytest.raises(TypeError, match="normalize=False"):
-        from wsolkit.wsi import slide_meter
-
+        from wsolkit.wsi.scoring import slide_meter
         slide_meter(hm, ann, meter=LocalizationMeter(normalize=True))
 
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 import wsolkit
-from wsolkit.wsi import TiffSlideReader, TileDataset, TileGrid, heatmap, resolve_level, write_pyramidal_tiff
+from wsolkit.wsi import TiffSlideReader, heatmap, resolve_level, write_pyramidal_tiff
+from wsolkit.wsi.tiling import TileDataset, TileGrid
 
 
 def make_slide(path: Path, width: int, height: int) -> Path:

@@ -1,7 +1,8 @@
 """``wsolkit slide``: CAM heatmaps (and scores) of whole slides with a trained method.
 
     wsolkit slide --method gap --checkpoint model.pt --slides DIR|CSV [--annotations DIR] --out DIR
-                  [--mpp 0.5 | --level L] [--tile 512] [--overlap 64] [--target 1]
+                  [--mpp 0.5 | --level L] [--tile 512] [--overlap 64] [--target 1] [--contours]
+                  [--detect-threshold 0.5] [--slide-mpp 0.25]
 
 The method comes from a checkpoint in the library's format (``{"method", "num_classes", "options",
 "state_dict"}``, see :func:`wsolkit.training.save_checkpoint`), or, for methods over a classifier (``cam`` and the
@@ -9,6 +10,11 @@ explainers), from ``--classifier timm:NAME`` (``--checkpoint`` then optionally h
 ``state_dict``). Slides: every ``.tif/.tiff/.svs/.ndpi/.mrxs`` file of a folder, or a CSV ``slide,path[,annotation]``.
 Annotations: ``<slide>.xml`` / ``<slide>.geojson`` / ``<slide>.json`` in ``--annotations``; with that flag, a slide
 without a file is scored as normal (all background). Under ``torchrun`` slides are sharded over the ranks.
+
+Every slide gets ``detections/<slide>.csv`` (CAMELYON16's ``prob,x,y``, level-0 pixels); with annotations, the
+summary holds the CAMELYON16 FROC and slide AUC (:func:`wsolkit.metrics.froc`). ``--contours`` writes QuPath GeoJSON
+and ASAP XML. A slide that fails is recorded in ``slides.csv`` (``status=failed``, the error) and the others run; the
+exit code is then 1.
 """
 
 from __future__ import annotations
@@ -108,19 +114,32 @@ def run(args: argparse.Namespace) -> int:
             kw["mpp"] = args.mpp
         if args.level is not None:
             kw["level"] = args.level
-        res = run_slides(jobs, method, args.out, exports=args.exports, zarr=args.zarr, progress=print, **kw)
+        res = run_slides(jobs, method, args.out, exports=args.exports, zarr=args.zarr, progress=print,
+                         detect=None if args.no_detections else args.detect_threshold, detect_rule=args.detect_rule,
+                         contours=args.contours, slide_mpp=args.slide_mpp, froc_level=args.froc_level,
+                         froc_resolution=args.froc_resolution, **kw)
         if res is not None and (not dist.is_initialized() or dist.get_rank() == 0):
             rows = res["slides"]
-            cols = ["slide", "tiles", "pxap", "dice_fg", "iou_fg", "seconds"]
+            cols = ["slide", "status", "tiles", "detections", "pxap", "dice_fg", "seconds"]
             print("  ".join(f"{c:>12}" for c in cols))
             for r in rows:
                 print("  ".join(f"{r[c]:>12.4g}" if isinstance(r.get(c), float) else f"{str(r.get(c, '')):>12}"
                                 for c in cols))
             if res["dataset"]:
                 print("dataset:", ", ".join(f"{k}={v:.4g}" for k, v in res["dataset"].items()))
+            c16 = res.get("camelyon16") or {}
+            if "froc" in c16 or "slide_auc" in c16:
+                print("CAMELYON16:", ", ".join(f"{k}={c16[k]:.4g}" for k in ("froc", "slide_auc") if k in c16))
+            for r in rows:
+                if r.get("status") == "failed":
+                    print(f"error: slide {r['slide']}: {r.get('error')}", file=sys.stderr)
+        failed = res["failed"] if res is not None else []
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    if failed:
+        print(f"{len(failed)} of {len(jobs)} slides failed (see slides.csv): {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -149,6 +168,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--zarr", action="store_true", help="stream heatmaps to <slide>.zarr (bounded memory)")
     p.add_argument("--exports", nargs="*", default=["npy", "png", "tiff"], choices=["npy", "png", "tiff"])
     p.add_argument("--reader", default="tiffslide", choices=["tiffslide", "openslide"])
+    p.add_argument("--slide-mpp", type=float, default=None,
+                   help="microns per pixel of level 0 for slides whose file states none")
+    p.add_argument("--detect-threshold", type=float, default=0.5,
+                   help="heatmap threshold of the detections written to detections/<slide>.csv (prob,x,y)")
+    p.add_argument("--detect-rule", default="components", choices=["components", "maxima"])
+    p.add_argument("--no-detections", action="store_true", help="write no detections (and no FROC)")
+    p.add_argument("--contours", action="store_true",
+                   help="write the regions above the threshold as contours/<slide>.geojson (QuPath) and .xml (ASAP)")
+    p.add_argument("--froc-level", type=int, default=5, help="CAMELYON16 evaluation mask level")
+    p.add_argument("--froc-resolution", type=float, default=0.243, help="CAMELYON16 level-0 µm per pixel")
     p.add_argument("--backend-dist", default="gloo", help="torch.distributed backend under torchrun")
     p.set_defaults(func=run)
     return p

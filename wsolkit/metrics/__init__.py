@@ -15,6 +15,7 @@ sanity check's Spearman, SSIM and HOG similarities are coefficients in ``[-1, 1]
   ``compute()`` is a tensor: Lightning's ``self.log(name, metric)`` and ``MetricCollection`` take them.
 - :mod:`~wsolkit.metrics.faithfulness`, :mod:`~wsolkit.metrics.road`: Average Drop / Increase, Deletion / Insertion,
   ROAD MoRF / LeRF and their meters.
+- :mod:`~wsolkit.metrics.froc`: CAMELYON16's lesion FROC and slide AUC (the organisers' ``Evaluation_FROC.py``).
 - :mod:`~wsolkit.metrics.sanity`: the model-randomisation sanity check.
 - :mod:`~wsolkit.metrics.selection`: B-LOC subset and B-LOC / B-CL model selection.
 - ``wsolkit evaluate``: :mod:`~wsolkit.cli.evaluate`.
@@ -32,6 +33,7 @@ from wsolkit.metrics.faithfulness import (
     confidence_change,
     deletion_insertion,
 )
+from wsolkit.metrics.froc import FROCResult, evaluation_mask, froc, itc_labels, slide_auc
 from wsolkit.metrics.histogram import LocalizationHistogram, bin_index, localization_histogram
 from wsolkit.metrics.meters import BoxAccuracyMeter, ClassificationMeter, LocalizationMeter, classification_metrics
 from wsolkit.metrics.pixel import (
@@ -58,6 +60,11 @@ from wsolkit.metrics.scalars import F1Neg, F1Pos, LocalizationScalar, PeakIoU, P
 from wsolkit.metrics.selection import BLOC_PER_CLASS, ModelSelector, bloc_subset
 
 __all__ = [
+    "froc",
+    "FROCResult",
+    "evaluation_mask",
+    "itc_labels",
+    "slide_auc",
     "pxap",
     "bin_index",
     "localization_histogram",

@@ -5,19 +5,20 @@ OpenSlide as an alternative and an in-memory pyramid for tests; :func:`resolve_l
 and a resize. Annotations come from CAMELYON16 / ASAP XML or QuPath GeoJSON files and are rasterised at any level
 or region. :func:`heatmap` runs ANY method returning :class:`~wsolkit.WSOLOutput` over a slide's tiles and
 stitches the raw maps, normalised once per slide; :func:`slide_metrics` scores it against the annotation with the
-streaming meters; :func:`run_slides` does many slides, sharded over ``torch.distributed`` ranks
+streaming meters; :func:`detections` gives CAMELYON16's ``prob,x,y`` lesion detections (scored by
+:func:`wsolkit.metrics.froc`) and :func:`regions` the contours written for QuPath (:func:`write_geojson`) and ASAP
+(:func:`write_asap_xml`); :func:`run_slides` does many slides, sharded over ``torch.distributed`` ranks
 (``wsolkit slide`` on the command line).
+
+``wsolkit.data.camelyon`` (the patch protocol) reads slides through this package: it is the one place slide
+readers live.
 """
 
-from wsolkit.wsi.annotations import (
-    EXCLUDE_GROUPS,
-    AnnotationMask,
-    Annotations,
-    Polygon,
-    read_annotations,
-    read_asap_xml,
-    read_geojson,
-)
+from typing import Any
+
+from wsolkit.wsi.annotations import AnnotationMask, Annotations, Polygon, read_annotations
+from wsolkit.wsi.contours import regions, write_asap_xml, write_geojson
+from wsolkit.wsi.detections import Detections, detections, read_detections_csv, write_detections_csv
 from wsolkit.wsi.errors import (
     AnnotationError,
     AnnotationOutsideSlideError,
@@ -25,9 +26,10 @@ from wsolkit.wsi.errors import (
     MissingLevelError,
     SlideError,
     UnknownMPPError,
+    UnsupportedSlideError,
 )
-from wsolkit.wsi.export import colorize, save_heatmap_tiff, save_npy, save_overlay_png, thumbnail, write_pyramidal_tiff
-from wsolkit.wsi.heatmap import Heatmap, blend_window, heatmap, resolve_preprocess
+from wsolkit.wsi.export import save_heatmap_tiff, save_npy, save_overlay_png, write_pyramidal_tiff
+from wsolkit.wsi.heatmap import Heatmap, heatmap
 from wsolkit.wsi.readers import (
     InMemorySlide,
     OpenSlideReader,
@@ -35,26 +37,51 @@ from wsolkit.wsi.readers import (
     SlideReader,
     TiffSlideReader,
     open_slide,
-    read_rgb,
     resolve_level,
-    slide_mpp,
-    to_rgb,
 )
 from wsolkit.wsi.run import SlideJob, run_slides
-from wsolkit.wsi.scoring import plot_slide_metrics, slide_meter, slide_metrics, write_metrics_csv
-from wsolkit.wsi.tiling import TileDataset, TileGrid, grid_starts
-from wsolkit.wsi.tissue import SlideTissue, otsu_threshold, slide_tissue, tissue_channel, tissue_mask
+from wsolkit.wsi.scoring import slide_metrics
+from wsolkit.wsi.tissue import slide_tissue
 
 __all__ = [
-    "SlideReader", "InMemorySlide", "TiffSlideReader", "OpenSlideReader", "open_slide", "read_rgb", "to_rgb",
-    "slide_mpp", "Resolution", "resolve_level",
-    "Polygon", "Annotations", "AnnotationMask", "read_asap_xml", "read_geojson", "read_annotations", "EXCLUDE_GROUPS",
-    "SlideError", "MissingLevelError", "UnknownMPPError", "CorruptTileError", "AnnotationError",
-    "AnnotationOutsideSlideError",
-    "SlideTissue", "slide_tissue", "otsu_threshold", "tissue_channel", "tissue_mask",
-    "TileGrid", "TileDataset", "grid_starts",
-    "heatmap", "Heatmap", "blend_window", "resolve_preprocess",
-    "slide_meter", "slide_metrics", "write_metrics_csv", "plot_slide_metrics",
-    "write_pyramidal_tiff", "save_heatmap_tiff", "save_overlay_png", "save_npy", "colorize", "thumbnail",
+    "open_slide", "SlideReader", "TiffSlideReader", "OpenSlideReader", "InMemorySlide", "resolve_level", "Resolution",
+    "read_annotations", "Annotations", "Polygon", "AnnotationMask",
+    "SlideError", "MissingLevelError", "UnknownMPPError", "CorruptTileError", "UnsupportedSlideError",
+    "AnnotationError", "AnnotationOutsideSlideError",
+    "slide_tissue", "heatmap", "Heatmap", "slide_metrics",
+    "detections", "Detections", "write_detections_csv", "read_detections_csv",
+    "regions", "write_geojson", "write_asap_xml",
+    "write_pyramidal_tiff", "save_heatmap_tiff", "save_overlay_png", "save_npy",
     "SlideJob", "run_slides",
 ]
+
+# names exported here before 0.3, now only in their module (internals and helpers users rarely call)
+_MOVED = {
+    "read_rgb": "readers", "to_rgb": "readers", "slide_mpp": "readers",
+    "read_asap_xml": "annotations", "read_geojson": "annotations", "EXCLUDE_GROUPS": "annotations",
+    "SlideTissue": "tissue", "otsu_threshold": "tissue", "tissue_channel": "tissue", "tissue_mask": "tissue",
+    "TileGrid": "tiling", "TileDataset": "tiling", "grid_starts": "tiling",
+    "blend_window": "heatmap", "resolve_preprocess": "heatmap",
+    "slide_meter": "scoring", "write_metrics_csv": "scoring", "plot_slide_metrics": "scoring",
+    "colorize": "export", "thumbnail": "export"
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Names moved out of ``wsolkit.wsi``: still resolved, with a :class:`DeprecationWarning` naming their module."""
+    if name not in _MOVED:
+        raise AttributeError(f"module 'wsolkit.wsi' has no attribute {name!r}")
+    import importlib
+
+    module = f"wsolkit.wsi.{_MOVED[name]}"
+    value = getattr(importlib.import_module(module), name)
+    try:
+        from wsolkit._deprecation import warn_deprecated
+    except ImportError:  # pragma: no cover - before the shared deprecation module
+        import warnings
+
+        warnings.warn(f"`wsolkit.wsi.{name}` is deprecated since wsolkit 0.3 and will be removed in 0.4: use "
+                      f"{module}.{name}", DeprecationWarning, stacklevel=2)
+    else:
+        warn_deprecated(f"wsolkit.wsi.{name}", f"{module}.{name}", stacklevel=3)
+    return value

@@ -1,4 +1,4 @@
-"""Slide annotations: CAMELYON16 / ASAP XML and QuPath GeoJSON polygons, rasterised with OpenCV ``fillPoly``.
+"""Slide annotations: CAMELYON16 / ASAP XML and QuPath GeoJSON polygons, rasterised by pixel centres.
 
 Polygons are held in level-0 pixel coordinates. A polygon may have holes (GeoJSON interior rings) and belongs to
 a group; polygons of an *exclusion* group are subtracted after every other polygon is drawn. CAMELYON16's XML
@@ -7,8 +7,9 @@ an exclusion group by default (as in the challenge's own mask conversion); QuPat
 ``Ignore`` are exclusions too.
 
 Rasterisation (:meth:`Annotations.rasterize`) maps a level-0 vertex ``p`` to ``p / downsample - origin`` in the
-pixels of a level region, with 8 fractional bits (``fillPoly(..., shift=8)``), so a region's mask is exactly the
-crop of the whole level's mask.
+pixels of a level region (pixel ``(r, c)`` covers ``[c, c + 1) x [r, r + 1)``) and keeps the pixels whose centre lies
+inside (half-open on the right / bottom edges, as shapely / rasterio sample), at every downsample: a 64-px square at
+downsample 32 is 2 x 2 pixels. A region's mask is exactly the crop of the whole level's mask.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from wsolkit._checks import WSOLTypeError, check_int, check_number
@@ -33,9 +33,6 @@ __all__ = ["Polygon", "Annotations", "read_asap_xml", "read_geojson", "read_anno
 
 #: group / class names subtracted from the mask by default (case-insensitive)
 EXCLUDE_GROUPS = ("_2", "exclusion", "exclude", "ignore", "ignore*")
-
-_SHIFT = 8
-
 
 def _ring(points: Any, where: str) -> np.ndarray:
     try:
@@ -63,35 +60,58 @@ class Polygon:
         return (*self.exterior.min(0).tolist(), *self.exterior.max(0).tolist())
 
 
-def _fixed(ring: np.ndarray, downsample: float, origin: tuple[int, int]) -> np.ndarray:
-    s = 1 << _SHIFT
-    p = np.rint(ring / downsample * s).astype(np.int64)
-    p -= np.array(origin, np.int64) * s
-    return p.astype(np.int32).reshape(-1, 1, 2)
+def _edges(rings: Sequence[np.ndarray], downsample: float, origin: tuple[int, int]) -> np.ndarray:
+    """``(E, 4)`` non-horizontal edges ``x1, y1, x2, y2`` of closed rings, in the pixel-edge coordinates of a region
+    (pixel ``(r, c)`` covers ``[c, c + 1) x [r, r + 1)``, its centre is ``(c + 0.5, r + 0.5)``)."""
+    out = []
+    for ring in rings:
+        p = np.asarray(ring, np.float64) / downsample - np.asarray(origin, np.float64)
+        q = np.roll(p, -1, axis=0)
+        e = np.concatenate([p, q], axis=1)
+        out.append(e[e[:, 1] != e[:, 3]])
+    return np.concatenate(out) if out else np.zeros((0, 4))
 
 
 def _draw(mask: np.ndarray, poly: Polygon, downsample: float, origin: tuple[int, int], value: int) -> None:
-    """Set the pixels of the polygon minus its holes to ``value``.
+    """Set the pixels whose **centre** lies in the polygon minus its holes to ``value`` (even-odd rule).
 
-    The polygon is drawn whole on a scratch mask over its own box, then the part inside the region is copied: the
-    region never clips the polygon, so a region's mask is exactly the crop of the whole level's mask (``fillPoly``
-    rounds clipped edges differently).
+    A centre exactly on an edge is inside on the left / top edges and outside on the right / bottom ones (half-open,
+    as GDAL / rasterio), so abutting polygons share no pixel and a polygon's area in pixels is its area divided by
+    ``downsample ** 2`` up to the boundary. Scanline over the pixel centres: every edge crosses the rows whose centre
+    ``y + 0.5`` lies in ``[y_min, y_max)``; between consecutive crossings of a row (even-odd), pixels ``c`` with
+    ``x_a <= c + 0.5 < x_b`` are inside. The rule does not depend on the region: a region's mask is exactly the crop
+    of the whole level's mask.
     """
-    x0, y0, x1, y1 = poly.bounds()
     h, w = mask.shape
-    px0, py0 = int(math.floor(x0 / downsample)) - 1, int(math.floor(y0 / downsample)) - 1
-    px1, py1 = int(math.ceil(x1 / downsample)) + 2, int(math.ceil(y1 / downsample)) + 2
-    rx0, ry0 = max(px0, origin[0]), max(py0, origin[1])
-    rx1, ry1 = min(px1, origin[0] + w), min(py1, origin[1] + h)
-    if rx1 <= rx0 or ry1 <= ry0:
+    e = _edges((poly.exterior, *poly.holes), downsample, origin)
+    if len(e) == 0 or h == 0 or w == 0:
         return
-    scratch = np.zeros((py1 - py0, px1 - px0), np.uint8)
-    cv2.fillPoly(scratch, [_fixed(poly.exterior, downsample, (px0, py0))], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-    if poly.holes:
-        cv2.fillPoly(scratch, [_fixed(r, downsample, (px0, py0)) for r in poly.holes], 0, lineType=cv2.LINE_8,
-                     shift=_SHIFT)
-    part = scratch[ry0 - py0 : ry1 - py0, rx0 - px0 : rx1 - px0]
-    mask[ry0 - origin[1] : ry1 - origin[1], rx0 - origin[0] : rx1 - origin[0]][part > 0] = value
+    x1, y1, x2, y2 = e.T
+    lo, hi = np.minimum(y1, y2), np.maximum(y1, y2)
+    r0 = np.clip(np.ceil(lo - 0.5), 0, h).astype(np.int64)  # first row with centre >= lo
+    r1 = np.clip(np.ceil(hi - 0.5), 0, h).astype(np.int64)  # first row with centre >= hi (excluded)
+    n = np.maximum(r1 - r0, 0)
+    if n.sum() == 0:
+        return
+    idx = np.repeat(np.arange(len(e)), n)
+    start = np.repeat(np.cumsum(n) - n, n)
+    rows = r0[idx] + (np.arange(len(idx)) - start)
+    yc = rows + 0.5
+    xs = x1[idx] + (yc - y1[idx]) * (x2[idx] - x1[idx]) / (y2[idx] - y1[idx])
+    order = np.lexsort((xs, rows))
+    rows, xs = rows[order], xs[order]
+    # crossings pair up within a row (each closed ring crosses a row an even number of times)
+    a_rows, xa, xb = rows[0::2], xs[0::2], xs[1::2]
+    ca = np.clip(np.ceil(xa - 0.5), 0, w).astype(np.int64)  # first column with centre >= xa
+    cb = np.clip(np.ceil(xb - 0.5), 0, w).astype(np.int64)  # first column with centre >= xb (excluded)
+    keep = cb > ca
+    if not keep.any():
+        return
+    cover = np.zeros((h, w + 1), np.int32)
+    np.add.at(cover, (a_rows[keep], ca[keep]), 1)
+    np.add.at(cover, (a_rows[keep], cb[keep]), -1)
+    inside = np.cumsum(cover, axis=1)[:, :w] > 0
+    mask[inside] = value
 
 
 def _match(group: str, patterns: Iterable[str]) -> bool:
@@ -112,8 +132,8 @@ class Annotations:
     Example:
         >>> sq = Polygon(np.array([[0, 0], [8, 0], [8, 8], [0, 8]], float), (), "Tumor")
         >>> hole = Polygon(np.array([[2, 2], [6, 2], [6, 6], [2, 6]], float), (), "_2")
-        >>> int(Annotations([sq, hole]).rasterize((0, 0, 10, 10)).sum())
-        56
+        >>> int(Annotations([sq, hole]).rasterize((0, 0, 10, 10)).sum())  # 8 x 8 minus 4 x 4
+        48
     """
 
     polygons: Sequence[Polygon]
@@ -212,11 +232,67 @@ def _qupath_group(props: dict[str, Any]) -> str:
     return str(props.get("name", "") or "")
 
 
-def read_geojson(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUPS) -> Annotations:
-    """QuPath GeoJSON (a ``FeatureCollection``, a list of features or one feature; ``Polygon`` / ``MultiPolygon``).
+_NO_AREA = ("point", "multipoint", "linestring", "multilinestring")
 
-    The group of a feature is its ``properties.classification.name`` (QuPath), else ``properties.name``. Interior
-    rings are holes.
+
+def _circle(center: Any, radius: Any, where: str) -> np.ndarray:
+    try:
+        cx, cy = (float(v) for v in list(center)[:2])
+        r = float(radius)
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{where}: a circle needs a centre [x, y] and a numeric radius, got {center!r}, "
+                              f"{radius!r}") from None
+    if not (math.isfinite(r) and r > 0):
+        raise AnnotationError(f"{where}: a circle's radius must be positive, got {radius!r}")
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1)
+
+
+def _geometry_polygons(geom: Any, props: dict[str, Any], where: str, skipped: list[str]) -> list[list[np.ndarray]]:
+    """Rings ``[exterior, *holes]`` of every areal part of a GeoJSON geometry (types case-insensitive)."""
+    if geom is None:
+        skipped.append("null geometry")
+        return []
+    if not isinstance(geom, dict):
+        raise AnnotationError(f"{where}: a geometry must be an object, got {type(geom).__name__}")
+    kind = str(geom.get("type", "")).lower()
+    coords = geom.get("coordinates")
+    if kind == "polygon":
+        parts = [coords]
+    elif kind == "multipolygon":
+        parts = coords or []
+    elif kind == "geometrycollection":
+        out = []
+        for j, g in enumerate(geom.get("geometries") or []):
+            out += _geometry_polygons(g, props, f"{where} geometry {j}", skipped)
+        return out
+    elif kind == "circle" or (kind == "point" and str(props.get("subType", "")).lower() == "circle"):
+        radius = geom.get("radius", props.get("radius"))
+        return [[_circle(coords, radius, where)]]
+    elif kind in _NO_AREA:
+        skipped.append(kind)
+        return []
+    else:
+        raise AnnotationError(f"{where}: unknown geometry type {geom.get('type')!r} (expected Polygon, MultiPolygon, "
+                              f"GeometryCollection, Circle, or a point / line, which have no area)")
+    out = []
+    for j, rings in enumerate(parts or []):
+        w = f"{where} polygon {j}"
+        if not rings:
+            raise AnnotationError(f"{w}: no ring")
+        out.append([_ring(rings[0], w), *(_ring(r, w) for r in rings[1:])])
+    return out
+
+
+def read_geojson(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUPS) -> Annotations:
+    """QuPath GeoJSON (a ``FeatureCollection``, a list of features, one feature or a bare geometry).
+
+    Areal geometries are read: ``Polygon``, ``MultiPolygon``, the areal members of a ``GeometryCollection``, and
+    circles (a ``Circle`` geometry, or a ``Point`` with ``properties.subType == "Circle"``, with a ``radius``; drawn
+    as 64-gons); type names are case-insensitive. Points, lines and null geometries have no area and are skipped;
+    a file with features of which none has an area raises :class:`AnnotationError` (it would otherwise score the
+    slide as tumour-free), as does an unknown geometry type. The group of a feature is its
+    ``properties.classification.name`` (QuPath), else ``properties.name``. Interior rings are holes.
 
     Example:
         >>> import tempfile
@@ -234,30 +310,31 @@ def read_geojson(path: str | os.PathLike, exclude: Sequence[str] = EXCLUDE_GROUP
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AnnotationError(f"{str(path)!r} is not valid JSON: {e}") from None
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        feats = data.get("features", [])
+    kind = str(data.get("type", "")).lower() if isinstance(data, dict) else ""
+    if kind == "featurecollection":
+        feats = data.get("features") or []
     elif isinstance(data, list):
         feats = data
-    elif isinstance(data, dict) and data.get("type") == "Feature":
+    elif kind == "feature":
         feats = [data]
+    elif kind:  # a bare geometry
+        feats = [{"type": "Feature", "geometry": data, "properties": {}}]
     else:
-        raise AnnotationError(f"{str(path)!r} must hold a GeoJSON FeatureCollection, Feature or list of features")
-    polys = []
+        raise AnnotationError(f"{str(path)!r} must hold a GeoJSON FeatureCollection, Feature, geometry or list of "
+                              f"features")
+    polys: list[Polygon] = []
+    skipped: list[str] = []
     for i, f in enumerate(feats):
-        geom = (f or {}).get("geometry") or {}
-        group = _qupath_group(f.get("properties") or {})
-        kind = geom.get("type")
-        if kind == "Polygon":
-            parts = [geom.get("coordinates")]
-        elif kind == "MultiPolygon":
-            parts = geom.get("coordinates")
-        else:
-            continue  # points / lines carry no area
-        for j, rings in enumerate(parts or []):
-            where = f"{path.name} feature {i} polygon {j}"
-            if not rings:
-                raise AnnotationError(f"{where}: no ring")
-            polys.append(Polygon(_ring(rings[0], where), tuple(_ring(r, where) for r in rings[1:]), group))
+        if not isinstance(f, dict):
+            raise AnnotationError(f"{path.name} feature {i}: must be an object, got {type(f).__name__}")
+        props = f.get("properties") or {}
+        group = _qupath_group(props)
+        for rings in _geometry_polygons(f.get("geometry"), props, f"{path.name} feature {i}", skipped):
+            polys.append(Polygon(rings[0], tuple(rings[1:]), group))
+    if feats and not polys:
+        counts = {k: skipped.count(k) for k in sorted(set(skipped))}
+        raise AnnotationError(f"{str(path)!r}: {len(feats)} feature(s) and none with an area ({counts}); a tumour-free "
+                              f"slide needs no annotation file (or an empty FeatureCollection)")
     return Annotations(polys, tuple(exclude), str(path))
 
 
@@ -286,7 +363,7 @@ class AnnotationMask:
         >>> sq = Polygon(np.array([[0, 0], [8, 0], [8, 8], [0, 8]], float))
         >>> m = AnnotationMask(Annotations([sq]), InMemorySlide.from_array(np.zeros((16, 16), np.uint8), 2))
         >>> int(m.read_region((0, 0), 1, (8, 8)).sum())
-        25
+        16
     """
 
     def __init__(self, annotations: Annotations, slide: Any) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "MissingLevelError",
     "UnknownMPPError",
     "CorruptTileError",
+    "UnsupportedSlideError",
     "AnnotationError",
     "AnnotationOutsideSlideError",
 ]
@@ -33,6 +34,10 @@ class UnknownMPPError(SlideError):
 
 class CorruptTileError(SlideError):
     """A tile of the slide file could not be decoded."""
+
+
+class UnsupportedSlideError(SlideError):
+    """The file is not a slide format the reader backend can open (not a corrupt tile)."""
 
 
 class AnnotationError(WSOLValueError):

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_choice, check_int, check_number
-from wsolkit.wsi.readers import read_rgb
+from wsolkit.wsi.readers import read_level
 
 __all__ = ["write_pyramidal_tiff", "colorize", "save_overlay_png", "save_npy", "save_heatmap_tiff", "thumbnail"]
 
@@ -106,13 +106,12 @@ def colorize(values: np.ndarray, cmap: str = "jet") -> np.ndarray:
 
 
 def thumbnail(reader: Any, max_size: int = 1024) -> tuple[np.ndarray, float]:
-    """The slide read whole at the finest level whose longer side is ``<= max_size`` (else the coarsest), as RGB,
-    and its level-0 pixels per thumbnail pixel."""
+    """The slide read whole at the finest level whose longer side is ``<= max_size`` (else the coarsest, read in row
+    bands and shrunk to ``max_size``), as RGB, and its level-0 pixels per thumbnail pixel."""
     dims = list(reader.level_dimensions)
     ok = [i for i, d in enumerate(dims) if max(d) <= max_size]
     lv = min(ok) if ok else len(dims) - 1
-    rgb = read_rgb(reader, (0, 0), lv, dims[lv])
-    return rgb, float(reader.level_downsamples[lv])
+    return read_level(reader, lv, max_size)
 
 
 # heatmaps larger than this (pixels) are exported in row bands, never whole in memory (64 MB of float32)

@@ -1,6 +1,6 @@
 """Whole-slide CAM heatmaps from any method that returns :class:`~wsolkit.WSOLOutput`.
 
-The slide is cut into overlapping tiles (:class:`~wsolkit.wsi.TileGrid`), read by DataLoader workers while the
+The slide is cut into overlapping tiles (:class:`~wsolkit.wsi.tiling.TileGrid`), read by DataLoader workers while the
 model runs; the target class's **raw** map of every tile is resized to the tile's footprint, weighted by a window
 that ramps linearly across the overlaps, and accumulated: ``H = Σ w_t · M_t / Σ w_t``. Only a band of tile rows is
 held in memory: rows no later tile touches are written out (to a numpy array, or a zarr array with ``out=``), so
@@ -12,6 +12,7 @@ never per tile, so tiles stay comparable. Pixels no tile covered (no tissue) are
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_int
 from wsolkit.data.preprocessing import Preprocessing, preprocessing
 from wsolkit.wsi.readers import open_slide, resolve_level
 from wsolkit.wsi.tiling import TileDataset, TileGrid
-from wsolkit.wsi.tissue import slide_tissue
+from wsolkit.wsi.tissue import NoTissueWarning, slide_tissue
 
 __all__ = ["heatmap", "Heatmap", "resolve_preprocess", "blend_window"]
 
@@ -231,7 +232,7 @@ def heatmap(
         batch_size: tiles per forward.
         num_workers: DataLoader workers reading tiles while the model runs (0: read in this process).
         tissue: ``True`` (Otsu tissue mask at a low level), ``False`` (every tile), or a
-            :class:`~wsolkit.wsi.SlideTissue`.
+            :class:`~wsolkit.wsi.tissue.SlideTissue`.
         min_tissue: tiles with a smaller tissue fraction are skipped.
         target: class whose map is stitched; also passed as ``labels`` so explainers explain it. Default: the
             only map of class-specific ``(B, 1, h, w)`` cams, class 1 of a binary model; required otherwise.
@@ -266,6 +267,10 @@ def heatmap(
     if isinstance(tissue, bool):
         tissue = slide_tissue(reader, max_size=2048) if tissue else None
     grid = TileGrid.build(reader, res, tile, overlap, tissue, min_tissue)
+    no_tissue = tissue is not None and not np.asarray(tissue.mask).any()
+    if no_tissue:
+        warnings.warn(f"no tissue found on the slide {reader!r} (blank glass?): no tile is run and the heatmap is "
+                      f"empty (zeros)", NoTissueWarning, stacklevel=2)
     if tile % ds or grid.stride % ds:
         raise WSOLValueError(f"`downsample`={ds} must divide `tile`={tile} and `tile - overlap`={grid.stride}")
     if not (normalize is None or normalize == "slide" or (isinstance(normalize, tuple) and len(normalize) == 2)):
@@ -328,5 +333,6 @@ def heatmap(
         value_range=(lo, hi),
         target=target,
         mpp=None if res.mpp is None else res.mpp * ds,
-        meta={"level": res.level, "scale": res.scale, "tissue_threshold": getattr(tissue, "threshold", None)},
+        meta={"level": res.level, "scale": res.scale, "tissue_threshold": getattr(tissue, "threshold", None),
+              "no_tissue": no_tissue},
     )

@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_choice, check_int, check_number
-from wsolkit.wsi.errors import CorruptTileError, MissingLevelError, UnknownMPPError
+from wsolkit.wsi.errors import CorruptTileError, MissingLevelError, UnknownMPPError, UnsupportedSlideError
 
 __all__ = [
     "SlideReader",
@@ -35,6 +35,7 @@ __all__ = [
     "OpenSlideReader",
     "open_slide",
     "read_rgb",
+    "read_level",
     "to_rgb",
     "slide_mpp",
     "Resolution",
@@ -204,7 +205,15 @@ class InMemorySlide:
 
 
 class _FileReader:
-    """Shared shell of the file readers: lazy handle (reopened after pickling), bounds, typed errors."""
+    """Shared shell of the file readers: a lazy handle per process, bounds, typed errors.
+
+    The handle is keyed by the process id: a DataLoader worker started by ``fork`` inherits the parent's reader
+    object, and with it a file descriptor whose offset is shared with the parent and the other workers; reading
+    through it interleaves ``seek`` / ``read`` across processes and returns another tile's bytes (a JPEG with two
+    SOF markers, or silently wrong pixels). A reader used in a process other than the one that opened its handle
+    therefore opens its own (the inherited one is left to the parent). A pickled copy (``spawn`` workers) has no
+    handle and opens one on first read.
+    """
 
     _backend = ""
 
@@ -214,6 +223,7 @@ class _FileReader:
             raise FileNotFoundError(f"slide file not found: {str(path)!r}")
         self.path = path
         self._handle: Any = None
+        self._pid = os.getpid()
         h = self._slide
         self._dims = [tuple(int(v) for v in d) for d in h.level_dimensions]
         self._downs = [float(d) for d in h.level_downsamples]
@@ -224,8 +234,10 @@ class _FileReader:
 
     @property
     def _slide(self) -> Any:
-        if self._handle is None:
-            self._handle = self._open()
+        pid = os.getpid()
+        if self._handle is None or self._pid != pid:
+            # an inherited handle is dropped, not closed: its descriptor (and offset) is shared with the parent
+            self._handle, self._pid = self._open(), pid
         return self._handle
 
     def _read_mpp(self, props: Any) -> float | None:
@@ -272,9 +284,9 @@ class _FileReader:
 
     def close(self) -> None:
         """Close the file handle (it is reopened on the next read)."""
-        if self._handle is not None:
+        if self._handle is not None and self._pid == os.getpid():
             self._handle.close()
-            self._handle = None
+        self._handle = None
 
     def __enter__(self) -> _FileReader:
         return self
@@ -321,6 +333,8 @@ class TiffSlideReader(_FileReader):
         try:
             return tiffslide.TiffSlide(str(self.path))
         except Exception as e:  # noqa: BLE001
+            if "not a tiff" in str(e).lower() or type(e).__name__ == "UnsupportedFormatError":
+                raise UnsupportedSlideError(f"{str(self.path)!r} is not a format tiffslide reads: {e}") from e
             raise CorruptTileError(f"cannot open {str(self.path)!r} as a slide: {type(e).__name__}: {e}") from e
 
     def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
@@ -359,6 +373,9 @@ class OpenSlideReader(_FileReader):
         try:
             return openslide.OpenSlide(str(self.path))
         except Exception as e:  # noqa: BLE001
+            unsupported = getattr(openslide, "OpenSlideUnsupportedFormatError", None)
+            if unsupported is not None and isinstance(e, unsupported):
+                raise UnsupportedSlideError(f"{str(self.path)!r} is not a format OpenSlide reads: {e}") from e
             raise CorruptTileError(f"cannot open {str(self.path)!r} as a slide: {type(e).__name__}: {e}") from e
 
     def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
@@ -401,6 +418,37 @@ def to_rgb(region: Any, name: str = "region") -> np.ndarray:
 def read_rgb(reader: Any, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
     """``read_region`` as ``(h, w, 3)`` uint8 RGB with white outside the slide."""
     return to_rgb(reader.read_region(location, level, size))
+
+
+def read_level(reader: Any, level: int, max_size: int | None = None) -> tuple[np.ndarray, float]:
+    """Level ``level`` read whole as RGB, shrunk (``INTER_AREA``) to a longer side of ``max_size`` when larger,
+    reading row bands of about 16 MB so memory stays bounded; returns the image and its level-0 pixels per pixel.
+
+    Example:
+        >>> s = InMemorySlide.from_array(np.zeros((300, 400, 3), np.uint8), 1)
+        >>> rgb, f = read_level(s, 0, max_size=100)
+        >>> rgb.shape, f
+        ((75, 100, 3), 4.0)
+    """
+    import cv2
+
+    level = _check_level(reader, level)
+    w, h = (int(v) for v in reader.level_dimensions[level])
+    d = float(reader.level_downsamples[level])
+    if max_size is None or max(w, h) <= max_size:
+        return read_rgb(reader, (0, 0), level, (w, h)), d
+    check_int(max_size, "max_size", 1)
+    s = max(w, h) / max_size
+    ow, oh = max(1, int(round(w / s))), max(1, int(round(h / s)))
+    band = max(1, 2**22 // max(w, 1))
+    out = np.zeros((oh, ow, 3), np.uint8)
+    for y in range(0, h, band):
+        n = min(band, h - y)
+        y0, y1 = int(round(y / h * oh)), int(round((y + n) / h * oh))
+        if y1 > y0:
+            rgb = read_rgb(reader, (0, int(round(y * d))), level, (w, n))
+            out[y0:y1] = cv2.resize(rgb, (ow, y1 - y0), interpolation=cv2.INTER_AREA)
+    return out, d * w / ow
 
 
 def slide_mpp(reader: Any) -> float | None:

@@ -61,7 +61,8 @@ class TileGrid:
     @classmethod
     def build(cls, reader: Any, resolution: Resolution, tile: int = 512, overlap: int = 0,
               tissue: Any = None, min_tissue: float = 0.05) -> TileGrid:
-        """Grid over ``reader`` at ``resolution``; ``tissue`` (a :class:`~wsolkit.wsi.SlideTissue`) filters tiles.
+        """Grid over ``reader`` at ``resolution``; ``tissue`` (a :class:`~wsolkit.wsi.tissue.SlideTissue`) filters
+        tiles.
 
         Example:
             >>> from wsolkit.wsi.readers import InMemorySlide, resolve_level
@@ -100,14 +101,16 @@ class TileGrid:
 class TileDataset(Dataset):
     """Tiles of a :class:`TileGrid`, read from a slide: items ``(uint8 (3, tile, tile), index)``.
 
-    The reader is pickled into DataLoader workers (file readers reopen their file there). With a resize
+    Each DataLoader worker reads through its own file handle (file readers open one per process, forked or
+    spawned). With a resize
     (``resolution.scale != 1``), ``ceil(tile / scale)`` level pixels are read and resized with ``INTER_AREA``.
 
     Example:
         >>> from wsolkit.wsi.readers import InMemorySlide, resolve_level
         >>> s = InMemorySlide.from_array(np.zeros((100, 130, 3), np.uint8), 2)
         >>> ds = TileDataset(s, TileGrid.build(s, resolve_level(s, level=1), tile=32))
-        >>> len(ds), tuple(ds[0][0].shape)
+        >>> x, i = ds[0]
+        >>> len(ds), tuple(x.shape)
         (6, (3, 32, 32))
     """
 

@@ -13,9 +13,18 @@ import cv2
 import numpy as np
 
 from wsolkit._checks import ShapeError, WSOLTypeError, check_choice, check_int
-from wsolkit.wsi.readers import read_rgb, to_rgb
+from wsolkit.wsi.readers import read_level, to_rgb
 
-__all__ = ["TISSUE_CHANNELS", "tissue_channel", "otsu_threshold", "tissue_mask", "SlideTissue", "slide_tissue"]
+__all__ = ["TISSUE_CHANNELS", "tissue_channel", "otsu_threshold", "tissue_mask", "SlideTissue", "slide_tissue",
+           "NoTissueWarning", "MIN_CONTRAST"]
+
+#: smallest difference (channel levels) between the mean of the two classes Otsu separates for them to be tissue and
+#: glass: below it the view is one population (blank glass, noise) and holds no tissue
+MIN_CONTRAST = 20
+
+
+class NoTissueWarning(UserWarning):
+    """The tissue detection found no tissue on a slide (blank glass): its heatmap is empty."""
 
 #: channels of :func:`tissue_channel`
 TISSUE_CHANNELS = ("saturation", "gray")
@@ -93,7 +102,7 @@ class SlideTissue:
 
 
 def slide_tissue(reader: Any, level: int = 6, channel: str = "saturation", threshold: int | None = None,
-                 max_size: int | None = None) -> SlideTissue:
+                 max_size: int | None = None, min_contrast: int = MIN_CONTRAST) -> SlideTissue:
     """Otsu tissue mask of a slide, read whole at ``level`` (the coarsest level when the slide has fewer).
 
     Args:
@@ -102,7 +111,12 @@ def slide_tissue(reader: Any, level: int = 6, channel: str = "saturation", thres
         channel: ``"saturation"`` or ``"gray"``.
         threshold: fixed 0-255 threshold instead of Otsu.
         max_size: when given, the finest level at or above ``level`` whose longer side is ``<= max_size`` is used
-            instead (keeps the thumbnail small whatever the slide).
+            instead (keeps the thumbnail small whatever the slide); when no level is that small, the coarsest level
+            is read in bands and shrunk to ``max_size`` (``INTER_AREA``), so memory stays bounded.
+        min_contrast: with Otsu's threshold, the two classes' mean values must differ by at least this many levels;
+            otherwise the view is one population (Otsu always splits, even blank glass): glass — an empty mask —
+            when its mean saturation is below ``2 * min_contrast`` (grey: above ``255 - 2 * min_contrast``), else
+            tissue everywhere.
 
     Example:
         >>> from wsolkit.wsi.readers import InMemorySlide
@@ -119,8 +133,15 @@ def slide_tissue(reader: Any, level: int = 6, channel: str = "saturation", thres
         check_int(max_size, "max_size", 1)
         small = [i for i in range(n) if max(reader.level_dimensions[i]) <= max_size]
         lv = min(small) if small else n - 1
-    w, h = reader.level_dimensions[lv]
-    chan = tissue_channel(read_rgb(reader, (0, 0), lv, (w, h)), channel)
+    check_int(min_contrast, "min_contrast", 0, 255)
+    rgb, down = read_level(reader, lv, max_size)
+    chan = tissue_channel(rgb, channel)
     thr = otsu_threshold(chan) if threshold is None else check_int(threshold, "threshold", 0, 255)
     mask = chan > thr if channel == "saturation" else chan <= thr
-    return SlideTissue(thr, lv, float(reader.level_downsamples[lv]), mask, channel)
+    if threshold is None and (not mask.any() or not (~mask).any()
+                              or abs(float(chan[mask].mean()) - float(chan[~mask].mean())) < min_contrast):
+        # one population: glass (low saturation / bright grey) or tissue everywhere
+        m = float(chan.mean())
+        glass = m < 2 * min_contrast if channel == "saturation" else m > 255 - 2 * min_contrast
+        mask = np.full_like(mask, not glass)
+    return SlideTissue(thr, lv, down, mask, channel)

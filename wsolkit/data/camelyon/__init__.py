@@ -18,10 +18,11 @@ each with an image-level label (normal / metastatic) and a pixel mask of the met
 
 Defaults follow the paper: ``p_t = 10%``, ``p_0 = 20%``, ``p_1 = 50%``, ``p_n = 1%``, bins of 0.05, patch 512.
 
-Slides are read through :mod:`wsolkit.wsi`'s reader protocol (``level_dimensions``, ``level_downsamples``,
-``read_region``): paths open with tiffslide (optional extra ``wsi``), ``openslide.OpenSlide`` objects work as
-they are, :class:`InMemorySlide` is a numpy pyramid for tests and examples. Tumour annotations are the CAMELYON16
-XML (or QuPath GeoJSON) files themselves, rasterised on demand, a level-0 mask reader / path, or a 2-D array.
+Slides are read through :mod:`wsolkit.wsi`, the one package of slide readers (``level_dimensions``,
+``level_downsamples``, ``read_region``): paths open with tiffslide (optional extra ``wsi``), ``openslide.OpenSlide``
+objects work as they are, :class:`wsolkit.wsi.InMemorySlide` is a numpy pyramid for tests and examples. Tumour
+annotations are the CAMELYON16 XML (or QuPath GeoJSON) files themselves, rasterised on demand, a level-0 mask reader
+/ path, or a 2-D array.
 
 The package: :mod:`~wsolkit.data.camelyon.readers` (the :class:`Slide` record), ``protocol`` (hyper-parameters,
 WSI-level split), ``tissue``, ``sampling``, ``io`` (patches, masks, ``index.csv``, ``dataset.json``) and
@@ -37,7 +38,7 @@ and the remainder of ``n_m / h`` goes to the first slides in the given order.
 from wsolkit.data.camelyon.dataset import CamelyonPatches, synthetic_slide
 from wsolkit.data.camelyon.io import INDEX_COLUMNS, extract_patches, read_index, write_patches
 from wsolkit.data.camelyon.protocol import PatchProtocol, PatchRecord, split_slides
-from wsolkit.data.camelyon.readers import InMemorySlide, OpenSlideReader, Slide, SlideReader, TiffSlideReader
+from wsolkit.data.camelyon.readers import Slide
 from wsolkit.data.camelyon.sampling import (
     calibrate_category2,
     sample_metastatic_patches,
@@ -47,10 +48,6 @@ from wsolkit.data.camelyon.sampling import (
 from wsolkit.data.camelyon.tissue import otsu_threshold, tissue_channel, tissue_mask
 
 __all__ = [
-    "SlideReader",
-    "InMemorySlide",
-    "TiffSlideReader",
-    "OpenSlideReader",
     "Slide",
     "PatchProtocol",
     "PatchRecord",
@@ -69,3 +66,23 @@ __all__ = [
     "synthetic_slide",
     "INDEX_COLUMNS",
 ]
+
+# the slide readers live in wsolkit.wsi only; before 0.3 this package re-exported them
+_READERS = ("SlideReader", "InMemorySlide", "TiffSlideReader", "OpenSlideReader")
+
+
+def __getattr__(name: str) -> object:
+    if name not in _READERS:
+        raise AttributeError(f"module 'wsolkit.data.camelyon' has no attribute {name!r}")
+    import wsolkit.wsi.readers as readers
+
+    try:
+        from wsolkit._deprecation import warn_deprecated
+    except ImportError:  # pragma: no cover - before the shared deprecation module
+        import warnings
+
+        warnings.warn(f"`wsolkit.data.camelyon.{name}` is deprecated since wsolkit 0.3 and will be removed in 0.4: "
+                      f"use wsolkit.wsi.{name}", DeprecationWarning, stacklevel=2)
+    else:
+        warn_deprecated(f"wsolkit.data.camelyon.{name}", f"wsolkit.wsi.{name}", stacklevel=3)
+    return getattr(readers, name)

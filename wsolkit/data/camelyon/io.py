@@ -62,7 +62,8 @@ def write_patches(records: Sequence[PatchRecord], slides: Sequence[Slide], root:
         >>> recs = sample_metastatic_patches(slide, PatchProtocol(patch_size=64))
         >>> with tempfile.TemporaryDirectory() as d:
         ...     rows = read_index(write_patches(recs, [slide], d))
-        >>> len(rows) == len(recs), rows[0]["image"].startswith("images/")
+        >>> first = rows[0]
+        >>> len(rows) == len(recs), first["image"].startswith("images/")
         (True, True)
     """
     by_name = {_check_slide(s).name: s for s in slides}

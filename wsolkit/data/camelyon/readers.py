@@ -19,9 +19,9 @@ import numpy as np
 
 from wsolkit._checks import ShapeError, WSOLTypeError
 from wsolkit.wsi.annotations import AnnotationMask, read_annotations
-from wsolkit.wsi.readers import InMemorySlide, OpenSlideReader, SlideReader, TiffSlideReader
+from wsolkit.wsi.readers import InMemorySlide, SlideReader, TiffSlideReader
 
-__all__ = ["SlideReader", "InMemorySlide", "OpenSlideReader", "TiffSlideReader", "Slide", "ANNOTATION_SUFFIXES"]
+__all__ = ["Slide", "ANNOTATION_SUFFIXES"]
 
 #: file suffixes read as annotation polygons rather than mask images
 ANNOTATION_SUFFIXES = (".xml", ".geojson", ".json")
