@@ -245,6 +245,29 @@ class Zoo:
 
 # ---------------------------------------------------------------------------------------------------- figures
 
+SCALE = 3  # cells are drawn at 3x the image size so that contours are fine
+
+
+def _overlay(image: Any, cam: Any, mask: Any = None, alpha: float = 0.6) -> np.ndarray:
+    """:func:`wsolkit.viz.overlay` with the figures' conventions: viridis, white ground-truth contour, upsampled."""
+    import cv2
+
+    from wsolkit.viz import overlay
+
+    img = image.permute(1, 2, 0).numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    h, w = img.shape[:2]
+    up = (w * SCALE, h * SCALE)
+    cam = cam.numpy() if isinstance(cam, torch.Tensor) else np.asarray(cam, np.float32)
+    out_mask = None
+    if mask is not None:
+        m = mask.numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        out_mask = cv2.resize((m == 1).astype(np.uint8), up, interpolation=cv2.INTER_NEAREST)
+    return overlay(cv2.resize(img, up, interpolation=cv2.INTER_CUBIC),
+                   cv2.resize(cam.astype(np.float32), up, interpolation=cv2.INTER_LINEAR), out_mask, alpha=alpha,
+                   colormap=cv2.COLORMAP_VIRIDIS, contour_color=(255, 255, 255))
+
 
 def _save(fig: Any, path: Path, dpi: int = 100) -> Path:
     """Write a small PNG: rendered by matplotlib, then reduced to a 256-colour palette (Pillow, a matplotlib
@@ -349,7 +372,6 @@ def figure_maxmin_steps(zoo: Zoo, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     from wsolkit.maxmin import accumulate_mask, localizer_ce, trust_coefficients
-    from wsolkit.viz import overlay
 
     kind = "glas"
     model = zoo.model(kind, "maxmin")
@@ -377,16 +399,16 @@ def figure_maxmin_steps(zoo: Zoo, out: Path) -> Path:
     fig, axes = plt.subplots(3, n + 1, figsize=(1.5 * (n + 1), 4.9), squeeze=False)
     zero = np.zeros(size, np.float32)
     for t, (img, r, a, psi) in enumerate(steps):
-        axes[0, t].imshow(overlay(img, zero, m, alpha=0.0))
+        axes[0, t].imshow(_overlay(img, zero, m, alpha=0.0))
         axes[0, t].set_title(f"u = {t}: x*\nΨ = {psi:.2f}", fontsize=8)
-        axes[1, t].imshow(overlay(x[0], r, m))
-        axes[2, t].imshow(overlay(x[0], a, m))
-    axes[0, n].imshow(overlay(x[0], zero, m, alpha=0.0))
+        axes[1, t].imshow(_overlay(x[0], r, m))
+        axes[2, t].imshow(_overlay(x[0], a, m))
+    axes[0, n].imshow(_overlay(x[0], zero, m, alpha=0.0))
     axes[0, n].set_title("input, ground truth", fontsize=8)
-    axes[1, n].imshow(overlay(x[0], final, m))
+    axes[1, n].imshow(_overlay(x[0], final, m))
     axes[1, n].set_title("inference R⁺", fontsize=8)
     axes[2, n].imshow(m.numpy(), cmap="gray", vmin=0, vmax=1)
-    axes[2, n].set_title("mask", fontsize=8)
+    axes[2, n].set_title("ground truth", fontsize=8)
     axes[1, 0].set_ylabel("mask R⁺ᵘ", fontsize=8)
     axes[2, 0].set_ylabel("accumulated R⁺*", fontsize=8)
     axes[0, 0].set_ylabel("erased input", fontsize=8)
@@ -394,7 +416,8 @@ def figure_maxmin_steps(zoo: Zoo, out: Path) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"MaxMin recursive erasing (u = {model.u}, trained, glas test image; erased pixels black, "
-                 f"jet colormap)\nPxAP of the localizer CAMs {zoo.pxap(kind, 'maxmin'):.1f} on the test split",
+                 f"viridis, ground truth in white)\n"
+                 f"PxAP of the localizer CAMs {zoo.pxap(kind, 'maxmin'):.1f} on the test split",
                  fontsize=8)
     fig.tight_layout()
     return _save(fig, out / "maxmin_erasing.png")
@@ -405,7 +428,6 @@ def figure_decoder_seeds(zoo: Zoo, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     from wsolkit.decoders.seeds import seed_map
-    from wsolkit.viz import overlay
 
     kind = "camelyon"
     xt, yt, mt = zoo.data(kind, "test")
@@ -415,7 +437,7 @@ def figure_decoder_seeds(zoo: Zoo, out: Path) -> Path:
     zero = np.zeros(tuple(xt.shape[-2:]), np.float32)
     for r, i in enumerate(idx):
         x, y, m = xt[i : i + 1], yt[i : i + 1], mt[i]
-        axes[r, 0].imshow(overlay(x[0], zero, m, alpha=0.0))
+        axes[r, 0].imshow(_overlay(x[0], zero, m, alpha=0.0))
         for name, c in (("fcam", 2), ("negev", 4)):
             method = zoo.model(kind, name)
             with torch.no_grad():
@@ -423,13 +445,16 @@ def figure_decoder_seeds(zoo: Zoo, out: Path) -> Path:
                 cam = seed_map(o.aux["classifier_cams"].float(), y, tuple(x.shape[-2:]))
                 seeds = method.objective.seeder(cam)[0]
             if c == 2:
-                axes[r, 1].imshow(overlay(x[0], cam[0], m))
-            img = (x[0].permute(1, 2, 0).numpy() * 0.6 + 0.4 * 0.5)
-            seed_rgb = img.copy()
-            seed_rgb[seeds.numpy() == 1] = (0.9, 0.6, 0.0)  # foreground seeds: orange (Okabe–Ito)
-            seed_rgb[seeds.numpy() == 0] = (0.0, 0.45, 0.7)  # background seeds: blue
-            axes[r, c].imshow(overlay(seed_rgb, zero, m, alpha=0.0))
-            axes[r, c + 1].imshow(overlay(x[0], zoo.test_maps(kind, name)[1][i], m))
+                axes[r, 1].imshow(_overlay(x[0], cam[0], m))
+            import cv2
+
+            canvas = np.ascontiguousarray(_overlay(x[0] * 0.6 + 0.2, zero, m, alpha=0.0))
+            for value, colour in ((1, (230, 159, 0)), (0, (0, 114, 178))):  # fg orange, bg blue (Okabe–Ito)
+                for yy, xx in torch.nonzero(seeds == value).tolist():
+                    centre = (int((xx + 0.5) * SCALE), int((yy + 0.5) * SCALE))
+                    cv2.circle(canvas, centre, SCALE, colour, -1)
+            axes[r, c].imshow(canvas)
+            axes[r, c + 1].imshow(_overlay(x[0], zoo.test_maps(kind, name)[1][i], m))
     for c, t in enumerate(cols):
         title = t
         if t.endswith("map"):
@@ -441,7 +466,8 @@ def figure_decoder_seeds(zoo: Zoo, out: Path) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("F-CAM / NEGEV on camelyon: seeds (orange: foreground, blue: background) drawn from the frozen "
-                 f"classifier's CAM train a decoder\n(jet colormap; PxAP on the test split; {zoo.budget.text()})",
+                 f"classifier's CAM train a decoder\n"
+                 f"(viridis, ground truth in white; PxAP on the test split; {zoo.budget.text()})",
                  fontsize=7)
     fig.tight_layout()
     return _save(fig, out / "fcam_negev_seeds.png")
@@ -475,7 +501,7 @@ def figure_sanity(zoo: Zoo, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     from wsolkit.metrics import model_randomization
-    from wsolkit.viz import overlay, plot_sanity
+    from wsolkit.viz import plot_sanity
 
     kind = "glas"
     xt, yt, mt = zoo.data(kind, "test")
@@ -486,26 +512,36 @@ def figure_sanity(zoo: Zoo, out: Path) -> Path:
     res = model_randomization(lambda clf: wsolkit.create_method("gradcam", classifier=clf), gap,
                               wsolkit.data.preprocessing(gap)(xt[sel]), labels=yt[sel], keep_maps=True)
     steps = res.steps
-    fig = plt.figure(figsize=(1.1 * len(steps) + 5.5, 3.6))
-    gs = fig.add_gridspec(len(shown), len(steps) + 5)
+    k = len(steps)
+    show = list(range(k)) if k <= 8 else sorted({0, 1, *np.linspace(2, k - 1, 6).round().astype(int).tolist()})
+    short = [name.replace("backbone.body.", "").replace("features.", "conv ") for name in steps]
+    width = 1.0 * len(show) + 6.0
+    fig = plt.figure(figsize=(width, 3.3))
+    split = 1.0 * len(show) / width
+    gs = fig.add_gridspec(len(shown), len(show), left=0.01, right=split, top=0.78, bottom=0.08, wspace=0.05,
+                          hspace=0.08)
     for r, i in enumerate(shown):
-        for c, name in enumerate(steps):
+        for c, step in enumerate(show):
             ax = fig.add_subplot(gs[r, c])
-            ax.imshow(overlay(xt[i], res.maps[c][r], mt[i]))
+            ax.imshow(_overlay(xt[i], res.maps[step][r], mt[i]))
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(name, fontsize=7, rotation=30)
-    ax0 = fig.add_subplot(gs[:, len(steps) + 1 : len(steps) + 3])
-    ax1 = fig.add_subplot(gs[:, len(steps) + 3 :], sharey=ax0)
+                ax.set_title(f"{step}: {short[step]}" if step else "trained", fontsize=7)
+    gc = fig.add_gridspec(1, 2, left=split + 0.06, right=0.99, top=0.78, bottom=0.17, wspace=0.2)
+    ax0 = fig.add_subplot(gc[0, 0])
+    ax1 = fig.add_subplot(gc[0, 1], sharey=ax0)
     plot_sanity({"Grad-CAM": res}, ax=(ax0, ax1))
     for ax in (ax0, ax1):
-        ax.xaxis.label.set_fontsize(7)
-    ax0.yaxis.label.set_fontsize(7)
+        ax.set_xticks(range(k), [str(j) if j % 3 == 0 or j == k - 1 else "" for j in range(k)], rotation=0,
+                      fontsize=7)
+        ax.set_xlabel("layers randomised (top first)", fontsize=7)
+        ax.title.set_fontsize(8)
+    ax0.set_ylabel("similarity to the trained maps", fontsize=7)
     fig.suptitle(f"Sanity check (Adebayo et al. 2018): Grad-CAM over the glas GAP as layers are re-initialised from "
-                 f"the top (jet colormap; curves: mean over {len(sel)} test images; passed: {res.passed})",
+                 f"the top\n(cascade step: last layer randomised; curves: mean over {len(sel)} test images; "
+                 f"passed: {res.passed})",
                  fontsize=8)
-    fig.tight_layout()
     return _save(fig, out / "sanity_cascade.png")
 
 

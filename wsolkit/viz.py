@@ -196,7 +196,8 @@ def plot_sanity(results: Any | Mapping[str, Any], ax: Any = None, title: str | N
         axes[1].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if ax is None:  # given axes: the layout is the caller's
+        fig.tight_layout()
     return fig
 
 
