@@ -8,49 +8,21 @@ with :func:`torch.autograd.grad` to the hooked activations only).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, close_matches
+from wsolkit._checks import WSOLTypeError, WSOLValueError, close_matches
+from wsolkit._modules import eval_mode, model_logits, unwrap
 
 __all__ = ["LayerSpec", "resolve_target_layers", "model_logits", "unwrap_model"]
 
 LayerSpec = None | str | nn.Module | Sequence[str | nn.Module]
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The wrapped module of ``DataParallel`` / ``DistributedDataParallel`` (or the model itself)."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
-
-
-def model_logits(output: Any) -> torch.Tensor:
-    """The logits of a classifier's output.
-
-    Accepted: the logits tensor, a tuple whose first element is the logits, a
-    :class:`~wsolkit.output.WSOLOutput`, or a Hugging Face output with a ``.logits`` attribute.
-
-    Example:
-        >>> model_logits((torch.zeros(2, 3), "anything")).shape
-        torch.Size([2, 3])
-    """
-    hf = getattr(output, "logits", None)
-    if isinstance(hf, torch.Tensor) and not isinstance(output, torch.Tensor):
-        output = hf
-    elif isinstance(output, (tuple, list)) and len(output) > 0:
-        output = output[0]
-    if not isinstance(output, torch.Tensor):
-        raise WSOLTypeError(
-            f"the classifier must return logits, a tuple whose first element is the logits, a WSOLOutput or an "
-            f"output with `.logits`; got {type(output).__name__}"
-        )
-    if output.ndim != 2:
-        raise ShapeError(f"the classifier's logits must have shape (B, C), got {tuple(output.shape)}")
-    return output
+unwrap_model = unwrap  # the one unwrapping of wsolkit._modules
 
 
 def _first_tensor(out: Any) -> torch.Tensor | None:
@@ -261,18 +233,6 @@ class _Capture:
         return [a for a in self.acts if a is not None]
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Put every submodule in eval mode and restore each module's own flag afterwards."""
-    if not enabled:
-        yield
-        return
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for m, f in flags:
-            m.training = f
-
-
+def _eval_mode(model: nn.Module, enabled: bool) -> contextlib.AbstractContextManager:
+    """Every sub-module in eval mode, each flag restored afterwards (:func:`wsolkit._modules.eval_mode`)."""
+    return eval_mode(model, enabled)
