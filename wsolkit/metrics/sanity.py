@@ -115,6 +115,10 @@ def _reinit(module: nn.Module) -> None:
 
 
 def _maps(method: Callable, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if isinstance(method, nn.Module):  # a method: the one inference path
+        from wsolkit.inference import localize
+
+        return localize(method, images, labels).maps
     out = method(images, labels)
     cams = getattr(out, "cams", out)
     if not isinstance(cams, torch.Tensor):
