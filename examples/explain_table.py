@@ -2,7 +2,7 @@
 
 A small CNN with a GAP head is trained on the synthetic GlaS-like data; ``cam`` (its own class map) and each of the
 nine explainers wrap it (``wsolkit.create_method(name, classifier=model)``) and give the raw map of the true class
-for every test image that contains ROI pixels; ``wsolkit.cams.postprocess`` makes the protocol's maps (``(B, H, W)``
+for every test image that contains ROI pixels; ``wsolkit.localize`` makes the protocol's maps (``(B, H, W)``
 in ``[0, 1]`` at the input size). One markdown table, one row per method:
 
 - localization (survey eqs. 14-24): PxAP and TP*/FN*/FP*/TN* (``wsolkit.metrics.LocalizationMeter``);
@@ -35,7 +35,6 @@ import torch
 
 import wsolkit
 from wsolkit.backbones import create_backbone
-from wsolkit.cams import postprocess
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import LocalizationMeter, confidence_change, deletion_insertion, model_randomization, road
 from wsolkit.training import fit
@@ -84,11 +83,8 @@ FULL = Config(size=64, n_train=400, n_test=48, epochs=10, width=8, n_samples={"s
 
 
 def _maps(method, x: torch.Tensor, labels: torch.Tensor, batch: int) -> torch.Tensor:
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            out.append(postprocess(method(x[i : i + batch], labels[i : i + batch]).cams, None, x.shape[-2:]))
-    return torch.cat(out)
+    return torch.cat([wsolkit.localize(method, x[i : i + batch], labels[i : i + batch]).maps
+                      for i in range(0, len(x), batch)])
 
 
 def _score(model, x, labels, masks, maps, cfg: Config, batch: int = 64) -> dict:

@@ -18,7 +18,7 @@ import wsolkit
 from wsolkit.data import SyntheticHistology
 from wsolkit.decoders import DenseCRFLoss, FCAMSeeder, NEGEVSeeder
 from wsolkit.metrics import localization_histogram
-from wsolkit.training import evaluate, fit, predict_maps
+from wsolkit.training import evaluate_maps, fit, predict_maps
 
 
 def confusion_at_best(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     fit(classifier, x, y, epochs=cls_epochs, batch_size=32, lr=3e-3, seed=0)
     results = {}
     logits, maps = predict_maps(classifier, xt, yt)
-    results["GAP (classifier CAM)"] = {**evaluate(logits, maps, yt, mt), **confusion_at_best(maps, mt)}
+    results["GAP (classifier CAM)"] = {**evaluate_maps(logits, maps, yt, mt), **confusion_at_best(maps, mt)}
     for name, negev in (("F-CAM", False), ("NEGEV", True)):
         model = train_decoder(classifier, x, y, negev, dec_epochs)
         logits, maps = predict_maps(model, xt, yt)
         keep = (mt == 1).flatten(1).any(1)
-        results[name] = {**evaluate(logits, maps, yt, mt), **confusion_at_best(maps[keep], mt[keep])}
+        results[name] = {**evaluate_maps(logits, maps, yt, mt), **confusion_at_best(maps[keep], mt[keep])}
     keep = (mt == 1).flatten(1).any(1)
     _, maps = predict_maps(classifier, xt, yt)
     results["GAP (classifier CAM)"].update(confusion_at_best(maps[keep], mt[keep]))

@@ -26,7 +26,7 @@ import torch
 import wsolkit
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import localization_histogram
-from wsolkit.training import evaluate, fit, predict_maps
+from wsolkit.training import evaluate_maps, fit, predict_maps
 
 HEADS = ["gap", "max", "lse", "wildcat", "prm", "deepmil"]
 # hyper-parameters from the survey's grids (Appendix A, Table 9) where they exist
@@ -68,7 +68,7 @@ def run_one(name: str, kind: str, seed: int, cfg: argparse.Namespace) -> dict[st
     method = wsolkit.create_method(name, 2, backbone=backbone, **OPTIONS.get(name, {}))
     fit(method, x, y, epochs=cfg.epochs, batch_size=32, lr=cfg.lr, seed=seed)  # the training_steps loop
     logits, maps = predict_maps(method, xt, yt)
-    res = evaluate(logits, maps, yt, mt)
+    res = evaluate_maps(logits, maps, yt, mt)
     keep = (mt == 1).flatten(1).any(1)
     res.update(confusion_star(maps[keep], mt[keep]))
     return res

@@ -16,7 +16,7 @@ import torch
 
 import wsolkit
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate, predict_maps
+from wsolkit.training import evaluate_maps, predict_maps
 
 
 def f1(pred: torch.Tensor, gt: torch.Tensor) -> float:
@@ -75,14 +75,14 @@ def main(argv: list[str] | None = None) -> dict:
     model.recalibrate_statistics(wsolkit.data.preprocessing(model)(train_set[0]), batch_size=32)
     model.eval()
     logits, cams = predict_maps(model, images, labels)  # localizer CAMs of the true class
-    res = evaluate(logits, cams, labels, masks)
+    res = evaluate_maps(logits, cams, labels, masks)
 
     def mask_fn(m, x, y):
         out = m(x)
         return out.logits, out.aux["mask"][:, None]
 
     _, mask_maps = predict_maps(model, images, labels, cam_fn=mask_fn)  # R+ (min-max normalised for PxAP)
-    res_mask = evaluate(logits, mask_maps, labels, masks)
+    res_mask = evaluate_maps(logits, mask_maps, labels, masks)
     with torch.no_grad():
         prep = wsolkit.data.preprocessing(model)
         outs = [model(prep(images[i : i + 32])) for i in range(0, len(images), 32)]

@@ -18,6 +18,7 @@ from wsolkit import backbones, cams, data, decoders, erasing, explain, heads, lo
 from wsolkit.backbones import create_backbone, list_backbones, register_backbone
 from wsolkit.explain import create_explainer, list_explainers
 from wsolkit.heads import create_head, list_heads, register_head
+from wsolkit.inference import Localization, localize
 from wsolkit.models import WSOLModel
 
 __version__ = "0.2.0"
@@ -33,6 +34,8 @@ __all__ = [
     "method_info",
     "register_method",
     "WSOLModel",
+    "localize",
+    "Localization",
     "create_backbone",
     "list_backbones",
     "register_backbone",

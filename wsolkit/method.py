@@ -2,7 +2,10 @@
 
 - :func:`create_method` builds any registered method; :func:`list_methods` lists them; :func:`register_method`
   adds one (your own included — it is then covered by the conformance suite).
-- ``method(x, labels=None) -> WSOLOutput``: logits, raw evidence maps and ``aux`` tensors.
+- ``method(x, labels=None) -> WSOLOutput``: logits, raw evidence maps and ``aux`` tensors. ``labels`` are the
+  classes whose maps are asked for (``None``: the predicted class): a method whose map of class y depends on y
+  (explainers, ACoL, ...) uses them, the others ignore them. :func:`wsolkit.localize` is the one way from a method
+  to maps.
 - ``method.training_steps(x, labels)`` yields :class:`~wsolkit.output.LossOutput` s; back-propagate each one as it
   comes. Most methods yield once; MaxMin yields once per erasing step so memory stays flat in ``u``. One loop trains
   every trainable method::
@@ -29,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_int
+from wsolkit._modules import classifier_num_classes, resolve_classifier
 from wsolkit.output import LossOutput, WSOLOutput
 from wsolkit.registry import Registry
 
@@ -64,6 +68,9 @@ class WSOLMethod(nn.Module):
 
     #: ``False`` for methods that explain a trained model (they have no objective of their own)
     trainable: bool = True
+    #: ``True`` when ``forward`` needs autograd at inference (gradient explainers): :func:`wsolkit.localize` then
+    #: runs it under ``torch.enable_grad()``, else under ``torch.no_grad()``
+    needs_grad: bool = False
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> WSOLOutput:  # pragma: no cover
         raise NotImplementedError
@@ -258,31 +265,3 @@ def resolve_backbone(backbone: str | nn.Module, pretrained: bool = False, output
     if kwargs:
         raise WSOLValueError(f"backbone options {sorted(kwargs)} only apply to a backbone given by name")
     return backbone
-
-
-def resolve_classifier(classifier: nn.Module | str, num_classes: int | None = None,
-                       pretrained: bool = False) -> nn.Module:
-    """A classifier module from a module or a name (``"timm:<name>"``, ``"tv:<name>"``, or a bare timm name)."""
-    if isinstance(classifier, nn.Module):
-        return classifier
-    if not isinstance(classifier, str):
-        raise WSOLTypeError(f"`classifier` must be an nn.Module or a model name, got {type(classifier).__name__}")
-    kw = {} if num_classes is None else {"num_classes": num_classes}
-    if classifier.startswith("tv:"):
-        import torchvision
-
-        weights = "DEFAULT" if pretrained else None
-        return torchvision.models.get_model(classifier[3:], weights=weights, **kw)
-    import timm
-
-    name = classifier[5:] if classifier.startswith("timm:") else classifier
-    return timm.create_model(name, pretrained=pretrained, **kw)
-
-
-def classifier_num_classes(classifier: nn.Module) -> int | None:
-    """Number of classes of a classifier when it says so (``num_classes``, HF ``config.num_labels``), else None."""
-    for obj, attr in ((classifier, "num_classes"), (getattr(classifier, "config", None), "num_labels")):
-        v = getattr(obj, attr, None) if obj is not None else None
-        if isinstance(v, int) and v > 0:
-            return v
-    return None

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from wsolkit import cams as cam_ops
 from wsolkit._checks import check_floating, check_ndim
 from wsolkit.method import WSOLMethod
 from wsolkit.output import LossOutput, WSOLOutput
@@ -63,7 +62,8 @@ class WSOLModel(WSOLMethod):
     def localize(
         self, x: torch.Tensor, labels: torch.Tensor | int | None = None, size: Sequence[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and protocol-processed maps (select → upsample to the input size → min-max) in one call.
+        """Logits and protocol-processed maps (select → upsample to the input size → min-max) in one call:
+        :func:`wsolkit.localize` with ``target=labels`` (``None``: the predicted class).
 
         Args:
             x: images.
@@ -73,8 +73,7 @@ class WSOLModel(WSOLMethod):
         Returns:
             ``(logits (B, C), maps (B, H, W) in [0, 1])``.
         """
-        out = self(x)
-        if labels is None:
-            labels = out.logits.argmax(1)
-        maps = cam_ops.postprocess(out.cams.float(), labels, size if size is not None else x.shape[-2:])
-        return out.logits, maps
+        from wsolkit.inference import localize
+
+        loc = localize(self, x, "pred" if labels is None else labels, size=size)
+        return loc.logits, loc.maps

@@ -10,6 +10,7 @@ SUBPACKAGES = [
     "wsolkit.backbones", "wsolkit.cams", "wsolkit.data", "wsolkit.decoders", "wsolkit.erasing", "wsolkit.explain",
     "wsolkit.heads", "wsolkit.losses", "wsolkit.maxmin", "wsolkit.metrics", "wsolkit.output", "wsolkit.models",
     "wsolkit.viz", "wsolkit.method", "wsolkit.registry", "wsolkit.training", "wsolkit.wsi", "wsolkit.cli",
+    "wsolkit.inference", "wsolkit.loading",
 ]
 
 TOP_LEVEL = {
@@ -17,6 +18,7 @@ TOP_LEVEL = {
     "method_info", "register_method", "WSOLModel", "create_backbone", "list_backbones", "register_backbone",
     "create_head", "list_heads", "register_head", "create_explainer", "list_explainers", "backbones", "cams", "data",
     "heads", "metrics", "erasing", "losses", "maxmin", "decoders", "explain", "wsi", "training",
+    "localize", "Localization",
 }
 
 

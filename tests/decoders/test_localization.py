@@ -7,7 +7,7 @@ import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.data import SyntheticHistology
 from wsolkit.decoders import DenseCRFLoss, FCAMSeeder, NEGEVSeeder
-from wsolkit.training import IMAGENET_MEAN, IMAGENET_STD, evaluate, fit, predict_maps
+from wsolkit.training import IMAGENET_MEAN, IMAGENET_STD, evaluate_maps, fit, predict_maps
 
 
 @pytest.mark.slow
@@ -18,7 +18,7 @@ def test_fcam_negev_localize_camelyon():
     classifier = wsolkit.create_method("gap", 2, backbone=create_backbone("smallcnn", output_stride=8, width=16))
     fit(classifier, x, y, epochs=8, batch_size=32, lr=3e-3, seed=0)
     frozen = {k: v.clone() for k, v in classifier.state_dict().items()}
-    gap = evaluate(*predict_maps(classifier, xt, yt), yt, mt)
+    gap = evaluate_maps(*predict_maps(classifier, xt, yt), yt, mt)
 
     results = {}
     for name in ("fcam", "negev"):
@@ -29,7 +29,7 @@ def test_fcam_negev_localize_camelyon():
         model = wsolkit.create_method(name, classifier=classifier, seeder=seeder, crf=crf,
                                       input_normalization=(IMAGENET_MEAN, IMAGENET_STD))
         fit(model, x, y, epochs=4, batch_size=32, lr=3e-3, seed=0)
-        results[name] = evaluate(*predict_maps(model, xt, yt), yt, mt)
+        results[name] = evaluate_maps(*predict_maps(model, xt, yt), yt, mt)
     print(f"\nGAP CAM {gap}; F-CAM {results['fcam']}; NEGEV {results['negev']}")
     for k, v in classifier.state_dict().items():
         assert torch.equal(v, frozen[k]), k

@@ -53,3 +53,34 @@ def test_gradcam_of_the_gap_resnet_is_its_cam(models):
 def test_cam_refuses_convnext(models):
     with pytest.raises(NotAGAPNetworkError, match="not the spatial mean"):  # LayerNorm after the pooling
         wsolkit.create_method("cam", classifier=models["convnext"])(torch.rand(1, 3, 64, 64, dtype=torch.float64))
+
+
+def _transformers():
+    torch.manual_seed(0)
+    vit = transformers.ViTForImageClassification(transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, num_labels=3))
+    deit = transformers.DeiTForImageClassificationWithTeacher(transformers.DeiTConfig(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, num_labels=3))
+    swin = transformers.SwinForImageClassification(transformers.SwinConfig(
+        image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 1], window_size=4, num_labels=3))
+    return {"vit": (vit.double().eval(), 1), "deit": (deit.double().eval(), 2), "swin": (swin.double().eval(), 0)}
+
+
+@pytest.mark.parametrize("arch", ["vit", "deit", "swin"])
+def test_transformers_pick_their_last_block_and_reshape_tokens(arch):
+    clf, n_prefix = _transformers()[arch]
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    m = wsolkit.create_method("gradcam", classifier=clf)
+    out = m(x, [0, 2])
+    base = clf.base_model
+    blocks = getattr(base, "layers", None) or getattr(getattr(base, "encoder", None), "layer", None)
+    want = base.encoder.layers[-1] if arch == "swin" else blocks[-1].layernorm_before
+    assert m.layers == [want]  # not the patch-embedding convolution
+    # the same map with the layer and the token reshape written by hand
+    side = 4
+    ref = wsolkit.create_method("gradcam", classifier=clf, target_layers=[want], reshape=lambda a: a[:, n_prefix:]
+                                .reshape(a.shape[0], side, side, a.shape[-1]).permute(0, 3, 1, 2))
+    assert out.cams.shape == (2, 1, side, side) and float(out.cams.max()) > 0
+    torch.testing.assert_close(out.cams, ref(x, [0, 2]).cams)

@@ -15,7 +15,7 @@ import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.cams import postprocess
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate, fit, standardize
+from wsolkit.training import evaluate_maps, fit, standardize
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def _measure(model, test, name, **kw):
             out = method(x[i : i + 8], labels[i : i + 8])
             logits.append(out.logits)
             maps.append(postprocess(out.cams, None, x.shape[-2:]))
-    res = evaluate(torch.cat(logits), torch.cat(maps), labels, masks)
+    res = evaluate_maps(torch.cat(logits), torch.cat(maps), labels, masks)
     print(f"{name}: accuracy {res['accuracy']:.1f} PxAP {res['pxap']:.1f} baseline {res['pxap_baseline']:.1f} "
           f"ratio {res['pxap'] / res['pxap_baseline']:.2f} (n={res['n_loc']})")
     return res

@@ -8,7 +8,7 @@ import torch
 import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate, fit, predict_maps, standardize
+from wsolkit.training import evaluate_maps, fit, predict_maps, standardize
 
 
 def _f1(pred: torch.Tensor, gt: torch.Tensor) -> float:
@@ -43,8 +43,8 @@ def test_maxmin_localizes_synthetic_glas(trained_glas):
 
     logits, cams = predict_maps(model, images, labels)
     _, mask_maps = predict_maps(model, images, labels, cam_fn=mask_fn)
-    res_cams = evaluate(logits, cams, labels, masks)
-    res_mask = evaluate(logits, mask_maps, labels, masks)
+    res_cams = evaluate_maps(logits, cams, labels, masks)
+    res_mask = evaluate_maps(logits, mask_maps, labels, masks)
     with torch.no_grad():
         r = torch.cat([model(standardize(images[i : i + 40])).aux["mask"] for i in range(0, len(images), 40)])
     pred, gt = r >= 0.5, masks == 1
@@ -65,7 +65,7 @@ def test_maxmin_classifier_accuracy_synthetic_glas(trained_glas):
     """
     model, images, labels, masks = trained_glas
     logits, cams = predict_maps(model, images, labels)
-    res = evaluate(logits, cams, labels, masks)
+    res = evaluate_maps(logits, cams, labels, masks)
     model.eval()
     with torch.no_grad():
         out = model(standardize(images))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import ClassificationMeter, LocalizationMeter, ModelSelector, bloc_subset
-from wsolkit.training import evaluate
+from wsolkit.training import evaluate_maps
 
 
 def _blurred(masks: torch.Tensor, noise: float, seed: int = 0) -> torch.Tensor:
@@ -34,7 +34,7 @@ def test_meter_agrees_with_training_evaluate_on_synthetic(kind):
     from wsolkit.cams import postprocess
 
     maps = postprocess(raw[:, None], None, (64, 64))
-    ev = evaluate(torch.zeros(len(x), 2), maps, y, masks)
+    ev = evaluate_maps(torch.zeros(len(x), 2), maps, y, masks)
     assert math.isclose(res["pxap"], ev["pxap"], rel_tol=1e-9)
     # a map that follows the ROIs localises far better than the all-ones baseline; a random map does not
     assert res["pxap"] >= 2.0 * ev["pxap_baseline"], (res["pxap"], ev["pxap_baseline"])
@@ -71,7 +71,7 @@ def test_bloc_model_selection_on_synthetic_training():
         sel.update(epoch, loc.compute()["pxap"], cls.compute()["accuracy"], model=model)
     model.load_state_dict(sel.state("b-loc"))
     logits, maps = predict_maps(model, xt, yt)
-    ev = evaluate(logits, maps, yt, mt)
+    ev = evaluate_maps(logits, maps, yt, mt)
     assert ev["accuracy"] >= 90.0, ev
     assert ev["pxap"] >= 1.5 * ev["pxap_baseline"], ev
     assert sel.best("b-cl")["cls"] >= sel.best("b-loc")["cls"]

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import wsolkit
 from wsolkit.metrics.meters import LocalizationMeter
 from wsolkit.output import LossOutput, WSOLOutput
-from wsolkit.training import evaluate, fit, load_checkpoint, load_method
+from wsolkit.training import evaluate, evaluate_maps, fit, load_checkpoint, load_method
 
 
 def _data(n=16, size=32, seed=0):
@@ -125,5 +125,5 @@ def test_old_tensor_forms_still_work():
     losses = fit(method, x, y, epochs=2, batch_size=8, lr=1e-2, seed=0, augment=True, progress=False, device="cpu")
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     logits, maps = wsolkit.training.predict_maps(method, x, y)
-    res = evaluate(logits, maps, y, m)
+    res = evaluate_maps(logits, maps, y, m)
     assert {"accuracy", "pxap", "pxap_baseline", "n_loc"} == set(res) and res["n_loc"] == 16

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from wsolkit.data import Preprocessing
 from wsolkit.output import WSOLOutput
 from wsolkit.wsi import write_pyramidal_tiff
 
@@ -35,6 +36,8 @@ def tiff_slide(tmp_path_factory):
 
 class _Pointwise(nn.Module):
     """cams = a fixed 1x1 convolution of the input (K=2 maps at the input resolution), logits = their means."""
+
+    preprocessing = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), source="tiles in [0, 1]")
 
     def __init__(self, pool: int = 1):
         super().__init__()

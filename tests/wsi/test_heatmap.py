@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from wsolkit._checks import WSOLValueError
+from wsolkit.data import Preprocessing
 from wsolkit.wsi import InMemorySlide, TiffSlideReader, UnknownMPPError, heatmap
 from wsolkit.wsi.heatmap import blend_window, resolve_preprocess
 from wsolkit.wsi.readers import read_rgb
@@ -97,7 +98,7 @@ def test_explainer_target_and_preprocessing(Pointwise):
 
     img = np.full((32, 32, 3), 255, np.uint8)
     m = Spy()
-    m.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    m.preprocessing = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))  # what the model declares
     heatmap(InMemorySlide.from_array(img, 1), m, tile=32, overlap=0, tissue=False, target=0, num_workers=0)
     assert seen["labels"].tolist() == [0] and torch.allclose(seen["x"], torch.full_like(seen["x"], 2.0))
     f = resolve_preprocess(m, preprocess=lambda x: x * 10)

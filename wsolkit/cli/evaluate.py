@@ -271,23 +271,16 @@ def _nan_entries(x: Any, path: str = "") -> list[str]:
 
 def load_classifier(classifier: str | None = None, checkpoint: str | None = None,
                     num_classes: int | None = None) -> torch.nn.Module:
-    """``timm:NAME[:CKPT]`` (a timm model, ``CKPT`` a ``state_dict`` file) or a pickled module ``checkpoint``."""
-    if checkpoint is not None:
-        model = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if not isinstance(model, torch.nn.Module):
-            raise WSOLTypeError(f"--checkpoint {checkpoint!r} must hold a pickled nn.Module (torch.save(model)); "
-                                f"for a state_dict use --classifier timm:NAME:{checkpoint}")
-        return model
-    if not classifier or not classifier.startswith("timm:"):
-        raise WSOLValueError(f"--classifier must be timm:NAME[:CKPT] (or give --checkpoint), got {classifier!r}")
-    import timm
+    """The classifier to explain, through :func:`wsolkit.loading.load_model` (every file read with
+    ``weights_only=True``): ``timm:NAME[:CKPT]`` / ``tv:NAME[:CKPT]`` / ``hf:NAME``, a wsolkit checkpoint, or a
+    ``state_dict`` file given with the architecture (``--classifier timm:NAME --checkpoint F``)."""
+    from wsolkit.loading import load_model
 
-    _, name, *ckpt = classifier.split(":", 2)
-    model = timm.create_model(name, pretrained=False, num_classes=num_classes or 1000)
-    if ckpt:
-        state = torch.load(ckpt[0], map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-    return model
+    if checkpoint is not None:
+        return load_model(checkpoint, classifier=classifier, num_classes=num_classes)
+    if not classifier:
+        raise WSOLValueError("--faithfulness needs --classifier timm:NAME[:CKPT] / tv:NAME / hf:NAME or --checkpoint")
+    return load_model(classifier, num_classes=num_classes)
 
 
 def _read_rgb(path: Path) -> torch.Tensor:
@@ -310,20 +303,18 @@ def evaluate_faithfulness(
 ) -> dict[str, Any]:
     """Average Drop / Increase and Deletion / Insertion (and ROAD) of ``method`` over a folder of RGB images.
 
-    Images are scaled to ``[0, 1]`` and standardised with the classifier's ``pretrained_cfg`` mean / std when it has
-    one (timm); the explained class is the label when given, else the prediction; maps are the method's cams
-    post-processed (select → upsample → min-max). Images must share one size.
+    Images are scaled to ``[0, 1]`` and standardised as the model declares (:func:`wsolkit.data.preprocessing`,
+    the rule of training and prediction); the explained class is the label when given, else the prediction; maps
+    come from :func:`wsolkit.localize`. Images must share one size.
     """
     import wsolkit
-    from wsolkit import cams as cam_ops
+    from wsolkit.data import preprocessing
     from wsolkit.metrics.faithfulness import ConfidenceChangeMeter, DeletionInsertionMeter
     from wsolkit.metrics.road import ROADMeter
 
     files = _index(Path(images_dir), (".png", ".jpg", ".jpeg", ".tif", ".tiff"), "image")
     m = wsolkit.create_method(method, classifier=classifier).eval()
-    cfg = getattr(classifier, "pretrained_cfg", None) or {}
-    mean = torch.tensor(cfg.get("mean", (0.0, 0.0, 0.0))).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.get("std", (1.0, 1.0, 1.0))).view(1, 3, 1, 1)
+    prep = preprocessing(m)
     meters = [ConfidenceChangeMeter(m, batch_size=batch_size), DeletionInsertionMeter(m, steps=steps,
                                                                                       batch_size=batch_size)]
     if with_road:
@@ -331,13 +322,11 @@ def evaluate_faithfulness(
     stems = sorted(files)
     for a in range(0, len(stems), batch_size):
         chunk = stems[a : a + batch_size]
-        x = (torch.stack([_read_rgb(files[s]) for s in chunk]) - mean) / std
+        x = prep(torch.stack([_read_rgb(files[s]) for s in chunk]))
         y = torch.tensor([labels[s] for s in chunk]) if labels is not None else None
-        out = m(x, y)
-        target = y if y is not None else out.logits.argmax(1)
-        maps = cam_ops.postprocess(out.cams.detach().float(), target, tuple(x.shape[-2:]))
+        loc = wsolkit.localize(m, x, "label" if y is not None else "pred", labels=y)
         for meter in meters:
-            meter.update(x, maps, target)
+            meter.update(x, loc.maps, loc.target)
     res: dict[str, Any] = {"method": method, "n_images": len(stems)}
     for meter in meters:
         res.update({k: v for k, v in meter.compute().items() if k != "n_images"})
@@ -349,7 +338,10 @@ def faithfulness_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if not args.images or not args.method:
         raise WSOLValueError("--faithfulness needs --images and --method (and --classifier or --checkpoint)")
     labels = {k: v[0] for k, v in _read_labels(Path(args.labels)).items()} if args.labels else None
-    n_cls = args.num_classes or (max(labels.values()) + 1 if labels else None)
+    n_cls = args.num_classes
+    random_init = args.checkpoint is None and args.classifier and args.classifier.count(":") == 1
+    if n_cls is None and random_init and labels:  # no weights: as many classes as the labels name
+        n_cls = max(labels.values()) + 1
     clf = load_classifier(args.classifier, args.checkpoint, n_cls)
     return evaluate_faithfulness(args.images, args.method, clf, labels, args.steps, args.road, args.batch_size)
 
@@ -463,9 +455,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--faithfulness", action="store_true", help="add Average Drop/Increase and Deletion/Insertion")
     g.add_argument("--images", default=None, help="folder of RGB images paired by stem with the masks")
     g.add_argument("--method", default=None, help="registered method name over a classifier (e.g. gradcam, cam)")
-    g.add_argument("--classifier", default=None, help="timm:NAME[:CKPT] (CKPT: a state_dict file)")
-    g.add_argument("--checkpoint", default=None, help="pickled classifier (torch.save(model))")
-    g.add_argument("--num-classes", type=int, default=None, help="classes of the timm model (default: labels)")
+    g.add_argument("--classifier", default=None, help="timm:NAME[:CKPT], tv:NAME[:CKPT] or hf:NAME (CKPT: a "
+                   "state_dict file)")
+    g.add_argument("--checkpoint", default=None, help="a wsolkit checkpoint, or the state_dict of --classifier "
+                   "(read with weights_only=True: pickled modules are refused)")
+    g.add_argument("--num-classes", type=int, default=None, help="classes of the classifier (default: read from "
+                   "its weights; without weights: the labels')")
     g.add_argument("--steps", type=int, default=20, help="Deletion/Insertion steps (default 20)")
     g.add_argument("--road", action="store_true", help="also ROAD MoRF/LeRF (slower: a sparse solve per image)")
     g.add_argument("--batch-size", type=int, default=16, help="images per forward pass")

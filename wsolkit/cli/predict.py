@@ -28,11 +28,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="write a localization map per image (the layout `wsolkit evaluate` reads)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--method", default=None, help="method name (wsolkit.list_methods); read from --checkpoint")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a checkpoint written by wsolkit.training.fit / save_checkpoint")
-    src.add_argument("--classifier", help="timm:NAME[:CKPT] or tv:NAME (for cam, explainers)")
+    p.add_argument("--checkpoint", help="a wsolkit checkpoint (or, with --classifier, the classifier's state_dict)")
+    p.add_argument("--classifier", help="timm:NAME[:CKPT], tv:NAME[:CKPT] or hf:NAME (for cam, explainers)")
     p.add_argument("--pretrained", action="store_true", help="pretrained weights for --classifier")
-    p.add_argument("--num-classes", type=int, default=None, help="classes of --classifier (default: its own)")
+    p.add_argument("--num-classes", type=int, default=None, help="classes of --classifier (default: read from its "
+                   "weights)")
     p.add_argument("--images", required=True, help="folder (class subfolders or flat) or CSV path,label[,mask]")
     p.add_argument("--masks", default=None, help="folder of masks for a folder of images (paired by stem)")
     p.add_argument("--out", required=True, help="output folder")
@@ -49,42 +49,21 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def build_method(method: str | None, checkpoint: str | None = None, classifier: str | None = None,
                  pretrained: bool = False, num_classes: int | None = None) -> tuple[Any, Any, str]:
-    """``(method, preprocessing, name)`` from a checkpoint or a classifier (``timm:NAME[:CKPT]``, ``tv:NAME``)."""
-    import wsolkit
+    """``(method, preprocessing, name)`` from a checkpoint and / or a classifier (``timm:NAME[:CKPT]``,
+    ``tv:NAME[:CKPT]``, ``hf:NAME``), through :func:`wsolkit.loading.load_model` (``weights_only=True``)."""
     from wsolkit._checks import WSOLValueError
     from wsolkit.data import preprocessing
-    from wsolkit.training import load_checkpoint, load_method
+    from wsolkit.loading import load_model
 
-    if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)
-        if method is not None and ckpt.get("method") and wsolkit.method_info(method)["name"] != \
-                wsolkit.method_info(ckpt["method"])["name"]:
-            raise WSOLValueError(f"--method {method!r} differs from the checkpoint's method {ckpt['method']!r}")
-        if not ckpt.get("method"):
-            ckpt["method"] = method
-        m = load_method(ckpt)
-        return m, preprocessing(m), ckpt["method"]
-    if method is None:
+    if checkpoint is None and classifier is None:
+        raise WSOLValueError("pass --checkpoint (a wsolkit checkpoint) or --classifier timm:NAME[:CKPT]")
+    if classifier is not None and method is None:
         raise WSOLValueError("--method is required with --classifier")
-    kind, _, rest = classifier.partition(":")
-    kw = {} if num_classes is None else {"num_classes": num_classes}
-    if kind == "timm":
-        import timm
-
-        name, _, ckpt_path = rest.partition(":")
-        if ckpt_path:
-            kw["checkpoint_path"] = ckpt_path
-        clf = timm.create_model(name, pretrained=pretrained, **kw)
-        prep = preprocessing(clf)
-    elif kind == "tv":
-        import torchvision
-
-        weights = torchvision.models.get_model_weights(rest).DEFAULT if pretrained else None
-        clf = torchvision.models.get_model(rest, weights=weights, **kw)
-        prep = preprocessing(clf, weights=weights) if weights is not None else preprocessing(clf)
+    if checkpoint is not None:
+        m = load_model(checkpoint, method=method, classifier=classifier, num_classes=num_classes)
     else:
-        raise WSOLValueError(f"--classifier must be timm:NAME[:CKPT] or tv:NAME, got {classifier!r}")
-    return wsolkit.create_method(method, classifier=clf.eval()), prep, method
+        m = load_model(classifier, method=method, num_classes=num_classes, pretrained=pretrained)
+    return m, preprocessing(m), method or getattr(m, "method_name", None) or type(m).__name__
 
 
 def _collate(items: list) -> list:
@@ -102,9 +81,9 @@ def predict_folder(method: Any, dataset: Any, out: str | Path, *, preprocess: An
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from wsolkit import cams as cam_ops
     from wsolkit._checks import WSOLValueError
     from wsolkit.data.masks import IGNORE, MaskConvention, write_dataset_json
+    from wsolkit.inference import localize
 
     stems = dataset.stems
     if len(set(stems)) != len(stems):
@@ -126,8 +105,7 @@ def predict_folder(method: Any, dataset: Any, out: str | Path, *, preprocess: An
     if has_masks:
         (out / "masks").mkdir(exist_ok=True)
     dev = torch.device(device)
-    method.to(dev).eval()
-    grad = getattr(method, "trainable", True) is False  # explainers need autograd
+    method.to(dev)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
                         pin_memory=dev.type == "cuda")
     rows, label_rows, index = [], [], 0
@@ -135,17 +113,16 @@ def predict_folder(method: Any, dataset: Any, out: str | Path, *, preprocess: An
         by_size: dict[tuple[int, int], list[int]] = {}
         for j, (image, _, _) in enumerate(items):
             by_size.setdefault(tuple(image.shape[-2:]), []).append(j)
-        for size, idx in by_size.items():
+        for idx in by_size.values():
             x = torch.stack([items[j][0] for j in idx]).to(dev)
-            with torch.set_grad_enabled(grad):
-                o = method(preprocess(x))
-            logits = o.logits.detach().float()
-            if fixed is not None and not 0 <= fixed < logits.shape[1]:
-                raise WSOLValueError(f"--target {fixed} is outside the {logits.shape[1]} classes")
-            pred = logits.argmax(1)
             y = torch.tensor([items[j][1] for j in idx], device=dev)
-            tgt = pred if target == "pred" else (y if target == "label" else torch.full_like(pred, fixed))
-            maps = cam_ops.postprocess(o.cams.detach().float(), tgt, size).cpu()
+            try:
+                loc = localize(method, preprocess(x), fixed if fixed is not None else target, labels=y)
+            except WSOLValueError as exc:
+                if fixed is None:
+                    raise
+                raise WSOLValueError(f"--target {target} is outside the model's classes ({exc})") from None
+            logits, maps, pred = loc.logits, loc.maps.cpu(), loc.logits.argmax(1)
             scores = logits.softmax(1).cpu()
             for k, j in enumerate(idx):
                 stem = stems[index + j]

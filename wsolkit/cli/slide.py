@@ -71,30 +71,16 @@ def read_slide_list(slides: str, annotations: str | None = None) -> list[Any]:
 
 
 def _build_method(args: argparse.Namespace) -> Any:
-    import torch
+    from wsolkit.loading import load_model
 
-    from wsolkit.method import create_method, resolve_classifier
-    from wsolkit.registry import normalize_name
-    from wsolkit.training import load_checkpoint, load_method
-
-    if args.classifier is not None:
-        if args.method is None:
-            raise WSOLValueError("`--classifier` needs `--method` (e.g. cam, gradcam)")
-        if args.checkpoint is None:
-            return create_method(args.method, args.num_classes, classifier=args.classifier,
-                                 pretrained=args.pretrained).eval()
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:  # a wsolkit checkpoint of a method over a classifier
-            return load_method(state, classifier=args.classifier)
-        model = resolve_classifier(args.classifier, args.num_classes)  # the classifier's own weights
-        model.load_state_dict(state)
-        return create_method(args.method, args.num_classes, classifier=model).eval()
-    if args.checkpoint is None:
+    if args.classifier is not None and args.method is None:
+        raise WSOLValueError("`--classifier` needs `--method` (e.g. cam, gradcam)")
+    if args.checkpoint is not None:  # a wsolkit checkpoint, or the state_dict of --classifier (weights_only=True)
+        return load_model(args.checkpoint, method=args.method, classifier=args.classifier,
+                          num_classes=args.num_classes)
+    if args.classifier is None:
         raise WSOLValueError("pass `--checkpoint PATH` (a wsolkit checkpoint) or `--classifier timm:NAME`")
-    ckpt = load_checkpoint(args.checkpoint)
-    if args.method is not None and normalize_name(args.method) != normalize_name(str(ckpt.get("method"))):
-        raise WSOLValueError(f"`--method` {args.method!r} differs from the checkpoint's method {ckpt.get('method')!r}")
-    return load_method(ckpt)
+    return load_model(args.classifier, method=args.method, num_classes=args.num_classes, pretrained=args.pretrained)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,9 +91,15 @@ def run(args: argparse.Namespace) -> int:
 
     if os.environ.get("WORLD_SIZE", "1") != "1" and not dist.is_initialized():
         dist.init_process_group(backend=args.backend_dist)
+    from wsolkit._checks import WSOLTypeError
+
     try:
-        jobs = read_slide_list(args.slides, args.annotations)
-        method = _build_method(args)
+        try:
+            jobs = read_slide_list(args.slides, args.annotations)
+            method = _build_method(args)
+        except (WSOLValueError, WSOLTypeError) as exc:
+            print(f"wsolkit slide: error: {exc}", file=sys.stderr)
+            return 2
         kw = dict(tile=args.tile, overlap=args.overlap, downsample=args.downsample, batch_size=args.batch_size,
                   num_workers=args.workers, target=args.target, tissue=not args.no_tissue, backend=args.reader)
         if args.mpp is not None:

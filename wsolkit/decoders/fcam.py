@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_floating, check_ndim
+from wsolkit._modules import last_linear
 from wsolkit.backbones import SmallCNN
 from wsolkit.decoders._preprocessing import input_normalization_of, unnormalize_to_255
 from wsolkit.decoders.unet import UNetDecoder
@@ -341,14 +342,5 @@ def create_fcam(
 
 
 def _last_linear(model: nn.Module) -> nn.Linear | None:
-    """The classification layer of a timm (``get_classifier``) / torchvision / Hugging Face classifier."""
-    get = getattr(model, "get_classifier", None)
-    if callable(get):
-        fc = get()
-        if isinstance(fc, nn.Linear):
-            return fc
-    last = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            last = m
-    return last
+    """The classification layer of a timm / torchvision / Hugging Face classifier (None if it has none)."""
+    return last_linear(model, strict=False)

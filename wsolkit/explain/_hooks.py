@@ -8,49 +8,21 @@ with :func:`torch.autograd.grad` to the hooked activations only).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, close_matches
+from wsolkit._checks import WSOLTypeError, WSOLValueError, close_matches
+from wsolkit._modules import eval_mode, model_logits, unwrap
 
 __all__ = ["LayerSpec", "resolve_target_layers", "model_logits", "unwrap_model"]
 
 LayerSpec = None | str | nn.Module | Sequence[str | nn.Module]
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The wrapped module of ``DataParallel`` / ``DistributedDataParallel`` (or the model itself)."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
-
-
-def model_logits(output: Any) -> torch.Tensor:
-    """The logits of a classifier's output.
-
-    Accepted: the logits tensor, a tuple whose first element is the logits, a
-    :class:`~wsolkit.output.WSOLOutput`, or a Hugging Face output with a ``.logits`` attribute.
-
-    Example:
-        >>> model_logits((torch.zeros(2, 3), "anything")).shape
-        torch.Size([2, 3])
-    """
-    hf = getattr(output, "logits", None)
-    if isinstance(hf, torch.Tensor) and not isinstance(output, torch.Tensor):
-        output = hf
-    elif isinstance(output, (tuple, list)) and len(output) > 0:
-        output = output[0]
-    if not isinstance(output, torch.Tensor):
-        raise WSOLTypeError(
-            f"the classifier must return logits, a tuple whose first element is the logits, a WSOLOutput or an "
-            f"output with `.logits`; got {type(output).__name__}"
-        )
-    if output.ndim != 2:
-        raise ShapeError(f"the classifier's logits must have shape (B, C), got {tuple(output.shape)}")
-    return output
+unwrap_model = unwrap  # the one unwrapping of wsolkit._modules
 
 
 def _first_tensor(out: Any) -> torch.Tensor | None:
@@ -118,6 +90,53 @@ def _probe_last_spatial(model: nn.Module, x: torch.Tensor) -> nn.Module:
     return last[-1]
 
 
+def _hf_blocks(inner: nn.Module) -> nn.ModuleList | None:
+    """The transformer blocks of a Hugging Face ViT / DeiT (``layers`` in transformers 5, ``encoder.layer`` before)."""
+    base = getattr(inner, "base_model", None)
+    for owner, attr in ((base, "layers"), (getattr(base, "encoder", None), "layer")):
+        blocks = getattr(owner, attr, None) if owner is not None else None
+        if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
+            return blocks
+    return None
+
+
+def _hf_transformer_layer(inner: nn.Module) -> nn.Module | None:
+    """The layer to explain of a Hugging Face ViT / DeiT (the last block's ``layernorm_before``: only the class
+    token reaches the head after the last block, as for timm's ``blocks[-1].norm1``) or Swin (the last stage)."""
+    if not hasattr(inner, "config"):
+        return None
+    base = getattr(inner, "base_model", None)
+    swin_stages = getattr(getattr(base, "encoder", None), "layers", None)
+    if getattr(inner.config, "model_type", "") in ("swin", "swinv2", "donut-swin") and \
+            isinstance(swin_stages, nn.ModuleList) and len(swin_stages) > 0:
+        return swin_stages[-1]
+    blocks = _hf_blocks(inner)
+    if blocks is not None and isinstance(getattr(blocks[-1], "layernorm_before", None), nn.Module):
+        return blocks[-1].layernorm_before
+    return None
+
+
+def hf_tokens_to_grid(a: torch.Tensor, x: torch.Tensor, inner: nn.Module) -> torch.Tensor | None:
+    """``(B, N, D)`` tokens of a Hugging Face vision transformer as ``(B, D, h, w)``; ``None`` if not one.
+
+    Prefix tokens (class, distillation) are the leading ``N - h·w`` tokens, ``h·w`` the patch grid of ``x`` (ViT /
+    DeiT, ``config.patch_size``); without prefix tokens the grid keeps the aspect ratio of ``x`` (Swin stages).
+    """
+    config = getattr(inner, "config", None)
+    if a.ndim != 3 or config is None or getattr(config, "patch_size", None) is None:
+        return None
+    n, (hh, ww) = a.shape[1], x.shape[-2:]
+    ps = config.patch_size
+    ph, pw = (ps, ps) if isinstance(ps, int) else tuple(ps)
+    gh, gw = hh // ph, ww // pw
+    if not (0 <= n - gh * gw <= 2):  # a stage after patch merging: the grid of n tokens with the input's aspect
+        f = (hh * ww / n) ** 0.5
+        gh, gw = round(hh / f), round(ww / f)
+    if gh * gw > n or gh * gw == 0 or n - gh * gw > 2:
+        return None
+    return a[:, n - gh * gw :].reshape(a.shape[0], gh, gw, a.shape[-1]).permute(0, 3, 1, 2)
+
+
 def resolve_target_layers(model: nn.Module, target_layers: LayerSpec, x: torch.Tensor | None = None) -> list[nn.Module]:
     """Turn a layer specification into a list of modules of ``model``.
 
@@ -125,7 +144,8 @@ def resolve_target_layers(model: nn.Module, target_layers: LayerSpec, x: torch.T
         model: the classifier (possibly wrapped in ``DataParallel``/``DDP``).
         target_layers: ``None`` (automatic: a :class:`~wsolkit.models.WSOLModel`'s backbone, timm's last
             ``feature_info`` module (class-token ViTs: ``blocks[-1].norm1``), a Hugging Face CNN's last encoder
-            stage, else the last module with a 4-D
+            stage, a Hugging Face ViT / DeiT's last ``layernorm_before`` or Swin's last stage, else the last module
+            with a 4-D
             spatial output found with one forward of ``x[:1]``), a module, a dotted name, or a sequence of those.
         x: an input batch, needed only for the automatic probe.
 
@@ -157,6 +177,9 @@ def resolve_target_layers(model: nn.Module, target_layers: LayerSpec, x: torch.T
         stages = getattr(getattr(getattr(inner, "base_model", None), "encoder", None), "stages", None)
         if isinstance(stages, nn.ModuleList) and len(stages) > 0 and hasattr(inner, "config"):
             return [stages[-1]]  # Hugging Face CNNs (ResNet, ConvNext, RegNet...): the last stage's output
+        hf = _hf_transformer_layer(inner)
+        if hf is not None:
+            return [hf]
         name = _auto_layer_name(inner)
         if name is not None:
             return [inner.get_submodule(name)]
@@ -261,18 +284,6 @@ class _Capture:
         return [a for a in self.acts if a is not None]
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Put every submodule in eval mode and restore each module's own flag afterwards."""
-    if not enabled:
-        yield
-        return
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for m, f in flags:
-            m.training = f
-
-
+def _eval_mode(model: nn.Module, enabled: bool) -> contextlib.AbstractContextManager:
+    """Every sub-module in eval mode, each flag restored afterwards (:func:`wsolkit._modules.eval_mode`)."""
+    return eval_mode(model, enabled)

@@ -22,7 +22,14 @@ import torch.nn as nn
 
 from wsolkit import cams as cam_ops
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_floating, check_ndim
-from wsolkit.explain._hooks import LayerSpec, _eval_mode, model_logits, resolve_target_layers, unwrap_model
+from wsolkit.explain._hooks import (
+    LayerSpec,
+    _eval_mode,
+    hf_tokens_to_grid,
+    model_logits,
+    resolve_target_layers,
+    unwrap_model,
+)
 from wsolkit.method import WSOLMethod, classifier_num_classes
 from wsolkit.output import WSOLOutput
 
@@ -105,7 +112,8 @@ class BaseCAM(WSOLMethod):
             are fused by the mean of their raw maps at the largest resolution (LayerCAM overrides the fusion).
         num_classes: classes K; read from the classifier when ``None`` (checked against it when both are known).
         reshape: ``reshape(activation) -> (B, K, h, w)`` for layers with non-spatial outputs. ``None`` handles timm
-            ViT/DeiT tokens (prefix tokens dropped, reshaped to the patch grid) and Swin's NHWC outputs.
+            and Hugging Face ViT/DeiT tokens (prefix tokens dropped, reshaped to the patch grid), Hugging Face Swin
+            tokens and timm Swin's NHWC outputs.
         eval_mode: run the classifier in eval mode during the call (each module's flag is restored afterwards).
 
     Shape:
@@ -185,6 +193,8 @@ class BaseCAM(WSOLMethod):
                     f"cannot reshape {n} tokens of target layer {type(layer).__name__} to a grid; pass `reshape`"
                 )
             out = tokens.reshape(a.shape[0], gh, gw, a.shape[-1]).permute(0, 3, 1, 2)
+        elif a.ndim == 3 and hf_tokens_to_grid(a, x, inner) is not None:  # Hugging Face ViT / DeiT / Swin tokens
+            out = hf_tokens_to_grid(a, x, inner)
         elif a.ndim == 4 and getattr(inner, "output_fmt", "NCHW") == "NHWC":
             out = a.permute(0, 3, 1, 2)
         else:

@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 
 from wsolkit import cams as cam_ops
-from wsolkit._checks import WSOLTypeError, WSOLValueError, check_floating, check_ndim
+from wsolkit._checks import WSOLTypeError, check_floating, check_ndim
+from wsolkit._modules import NotAGAPNetworkError, last_linear
 from wsolkit.explain._hooks import _eval_mode, _first_tensor, model_logits, unwrap_model
 from wsolkit.explain.base import Targets, _check_num_classes, target_indices
 from wsolkit.method import WSOLMethod
@@ -35,38 +36,8 @@ from wsolkit.output import WSOLOutput
 
 __all__ = ["CAM", "NotAGAPNetworkError"]
 
-_PASS_THROUGH = (nn.Dropout, nn.Flatten, nn.Identity)
-
-
-class NotAGAPNetworkError(WSOLValueError):
-    """The classifier's head is not global average pooling followed by one linear layer."""
-
-
 def _last_linear(model: nn.Module) -> nn.Linear:
-    """The linear layer that maps the pooled features to the logits (see the module docstring)."""
-    getter = getattr(model, "get_classifier", None)
-    candidates = [getter()] if callable(getter) else []
-    candidates += [getattr(model, a, None) for a in ("fc", "classifier", "head")]
-    for c in candidates:
-        if isinstance(c, nn.Linear):
-            return c
-        if isinstance(c, nn.Sequential) and len(c) > 0:
-            last = [m for m in c if not isinstance(m, _PASS_THROUGH)]
-            if len(last) == 1 and isinstance(last[0], nn.Linear) and isinstance(c[-1], (nn.Linear, *_PASS_THROUGH)):
-                return last[0]
-            raise NotAGAPNetworkError(
-                f"the head of {type(model).__name__} is {type(c).__name__}({', '.join(type(m).__name__ for m in c)}),"
-                f" not global average pooling followed by one linear layer: CAM does not apply (use an explainer, "
-                f"e.g. create_method('gradcam', classifier=...))"
-            )
-    if isinstance(model, nn.Sequential):  # a plain Sequential ending in ... → pooling → (flatten) → Linear
-        tail = [m for m in model if not isinstance(m, _PASS_THROUGH)]
-        if tail and isinstance(tail[-1], nn.Linear):
-            return tail[-1]
-    raise NotAGAPNetworkError(
-        f"cannot find the last linear layer of {type(model).__name__} (looked at get_classifier(), `fc`, "
-        f"`classifier`, `head`): CAM needs a GAP → linear classifier (use an explainer otherwise)"
-    )
+    return last_linear(model)  # type: ignore[return-value]
 
 
 def _is_mean(pooled: torch.Tensor, feats: torch.Tensor) -> bool:

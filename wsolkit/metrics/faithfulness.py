@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_finite, check_int, check_ndim
+from wsolkit._modules import eval_mode, model_logits
 from wsolkit.metrics._base import MetricDict, WSOLMetric
 
 __all__ = [
@@ -42,24 +41,14 @@ __all__ = [
 ]
 
 
-@contextmanager
-def _eval_mode(model: Callable):
-    modes = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []
-    try:
-        if isinstance(model, nn.Module):
-            model.eval()
-        yield
-    finally:
-        for m, mode in modes:
-            m.train(mode)
+def _eval_mode(model: Callable) -> Any:
+    return eval_mode(model)
 
 
 def _logits(model: Callable, x: torch.Tensor) -> torch.Tensor:
-    out = model(x)
-    logits = getattr(out, "logits", out)
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise WSOLTypeError(f"`model` must return logits (B, K) or an output with `.logits`, got {got}")
+    logits = model_logits(model(x))
+    if logits.shape[0] != x.shape[0]:
+        raise WSOLTypeError(f"`model` must return logits (B, K) for B={x.shape[0]} images, got {tuple(logits.shape)}")
     return logits
 
 

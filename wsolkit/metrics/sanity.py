@@ -209,6 +209,11 @@ def _reinit(module: nn.Module) -> None:
 
 def _maps(method: Callable, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The method's maps, post-processed (select → upsample → min-max) and raw (select → upsample, signed)."""
+    if isinstance(method, nn.Module):  # a method: the one inference path
+        from wsolkit.inference import localize
+
+        raw = localize(method, images, labels, normalize=False).maps.detach().float()
+        return cam_ops.normalize(raw), raw
     out = method(images, labels)
     cams = getattr(out, "cams", out)
     if not isinstance(cams, torch.Tensor):

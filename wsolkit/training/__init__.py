@@ -25,11 +25,11 @@ import torch
 
 from wsolkit.data.preprocessing import IMAGENET
 from wsolkit.training.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, load_method, save_checkpoint
-from wsolkit.training.evaluation import evaluate, predict_maps
+from wsolkit.training.evaluation import evaluate, evaluate_maps, predict_maps
 from wsolkit.training.loop import fit, training_steps
 
 __all__ = ["training_steps", "fit", "evaluate", "predict_maps", "save_checkpoint", "load_checkpoint", "load_method",
-           "CHECKPOINT_FORMAT", "standardize"]
+           "CHECKPOINT_FORMAT", "standardize", "evaluate_maps"]
 
 _DEPRECATED = {"IMAGENET_MEAN": IMAGENET.mean, "IMAGENET_STD": IMAGENET.std}
 

@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_int
+from wsolkit._modules import num_classes_of
 from wsolkit.data.preprocessing import Preprocessing, preprocessing
+from wsolkit.inference import localize
 from wsolkit.wsi.readers import open_slide, resolve_level
 from wsolkit.wsi.tiling import TileDataset, TileGrid
 from wsolkit.wsi.tissue import NoTissueWarning, slide_tissue
@@ -82,18 +83,13 @@ def blend_window(size: int, overlap: int) -> np.ndarray:
     return np.minimum(1.0, np.minimum((i + 0.5) / overlap, (size - i - 0.5) / overlap))
 
 
-#: tiles scaled to [0, 1] and nothing else: the fallback for a module that declares no preprocessing
-UNIT_RANGE = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), source="tiles scaled to [0, 1]")
-
-
 def resolve_preprocess(model: nn.Module, preprocess: Callable | None = None,
                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Callable:
     """The tile transform: ``uint8 (B, 3, H, W)`` → model input.
 
-    In order: ``preprocess`` (a callable on float tiles in ``[0, 1]``); ``mean`` / ``std``; what the model declares,
-    read by :func:`wsolkit.data.preprocessing` (timm ``pretrained_cfg``, torchvision weights, Hugging Face processor
-    config, wsolkit's own backbones — the same statistics :func:`wsolkit.training.fit` trained with); else
-    :data:`UNIT_RANGE` (tiles scaled to ``[0, 1]``).
+    In order: ``preprocess`` (a callable on float tiles in ``[0, 1]``); ``mean`` / ``std``; else
+    :func:`wsolkit.data.preprocessing` of the model — the rule (and fallback) training, evaluation and prediction
+    use, so tiles reach the model as the training images did.
 
     Example:
         >>> f = resolve_preprocess(nn.Identity(), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -111,18 +107,8 @@ def resolve_preprocess(model: nn.Module, preprocess: Callable | None = None,
         if len(prep.mean) != 3:
             raise WSOLValueError(f"`mean` / `std` must be 3 numbers (std > 0), got {mean} / {std}")
     else:
-        prep = preprocessing(model, default=UNIT_RANGE, warn=False)
+        prep = preprocessing(model)
     return lambda x: prep(x.float().div_(255.0))
-
-
-def _select(cams: torch.Tensor, target: int | None, k: int) -> torch.Tensor:
-    if cams.ndim != 4:
-        raise ShapeError(f"the method's `cams` must have shape (B, K, h, w) or (B, 1, h, w), got {tuple(cams.shape)}")
-    if cams.shape[1] == 1:
-        return cams[:, 0]
-    if target is None or not 0 <= target < cams.shape[1]:
-        raise WSOLValueError(f"`target`={target} must name one of the K={cams.shape[1]} class maps")
-    return cams[:, target]
 
 
 class _Stitcher:
@@ -223,7 +209,7 @@ def heatmap(
     Args:
         slide: a path (opened with ``backend``) or a :class:`~wsolkit.wsi.SlideReader`.
         method: any module with ``forward(x, labels=None) -> WSOLOutput`` (:func:`wsolkit.create_method` or your
-            own); it is put in eval mode for the run and restored after.
+            own); it runs through :func:`wsolkit.localize` (eval mode, grad mode, autocast).
         level: pyramid level to read (default 0), or
         mpp: microns per pixel to read at (picks the level and the resize, :func:`~wsolkit.wsi.resolve_level`).
         tile: tile side in working pixels.
@@ -234,12 +220,12 @@ def heatmap(
         tissue: ``True`` (Otsu tissue mask at a low level), ``False`` (every tile), or a
             :class:`~wsolkit.wsi.tissue.SlideTissue`.
         min_tissue: tiles with a smaller tissue fraction are skipped.
-        target: class whose map is stitched; also passed as ``labels`` so explainers explain it. Default: the
-            only map of class-specific ``(B, 1, h, w)`` cams, class 1 of a binary model; required otherwise.
+        target: class whose map is stitched, asked through :func:`wsolkit.localize` (explainers explain it);
+            default: class 1 of a binary model, required otherwise.
         normalize: ``"slide"`` (min-max over the slide), ``(lo, hi)`` (a fixed calibration, clipped to
             ``[0, 1]``) or ``None`` (raw values, NaN where no tile was read).
-        preprocess, mean, std: tile transform (see :func:`resolve_preprocess`; default: the model's timm
-            ``pretrained_cfg``, else ``[0, 1]`` scaling).
+        preprocess, mean, std: tile transform (see :func:`resolve_preprocess`; default:
+            :func:`wsolkit.data.preprocessing` of the model, as in training).
         device: where the model runs (default: where its parameters are).
         out: ``None`` (numpy array in memory), a zarr path (streamed to disk, bounded memory) or an array-like
             of the heatmap's shape.
@@ -285,32 +271,26 @@ def heatmap(
     loader = DataLoader(TileDataset(reader, grid), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     st = _Stitcher(grid, ds, out)
-    was_training = method.training
-    method.eval()
     logits_all: list[torch.Tensor] = []
     tb = grid.tile // ds
-    try:
-        with torch.no_grad():
-            for x, idx in loader:
-                x = transform(x.to(device, non_blocking=True))
-                k_target = target
-                labels = None if target is None else torch.full((x.shape[0],), int(target), device=device)
-                o = method(x, labels) if labels is not None else method(x)
-                logits, cams = o[0], o[1]
-                if k_target is None and cams.shape[1] > 1 and logits.shape[1] == 2:
-                    k_target = 1
-                maps = _select(cams.detach().float(), k_target, logits.shape[1])
-                if maps.shape[-2:] != (tb, tb):
-                    maps = F.interpolate(maps[:, None], size=(tb, tb), mode="bilinear", align_corners=False)[:, 0]
-                maps = maps.cpu().double().numpy()
-                for j, i in enumerate(idx.tolist()):
-                    r, c = grid.tiles[i]
-                    st.add(int(r), int(c), maps[j])
-                logits_all.append(logits.detach().float().cpu())
-                target = k_target if target is None and k_target is not None else target
-        st.finish()
-    finally:
-        method.train(was_training)
+    if target is None:  # class 1 of a binary model; a model that does not declare K says it on the first batch
+        target = 1 if num_classes_of(method) == 2 else None
+    for x, idx in loader:
+        x = transform(x.to(device, non_blocking=True))
+        # raw maps of the target class at the tile's footprint: the slide is normalised once, after stitching
+        loc = localize(method, x, "pred" if target is None else int(target), size=(tb, tb), normalize=False)
+        if target is None:
+            if loc.logits.shape[1] != 2:
+                raise WSOLValueError(f"`target` is required for a {loc.logits.shape[1]}-class model (the class "
+                                     f"whose map is stitched); the default is class 1 of a binary model")
+            target = 1
+            loc = localize(method, x, target, size=(tb, tb), normalize=False)
+        maps = loc.maps.cpu().double().numpy()
+        for j, i in enumerate(idx.tolist()):
+            r, c = grid.tiles[i]
+            st.add(int(r), int(c), maps[j])
+        logits_all.append(loc.logits.cpu())
+    st.finish()
     lo, hi = (st.lo, st.hi) if math.isfinite(st.lo) else (0.0, 0.0)
     if normalize == "slide":
         _normalize_out(out, lo, hi, False, max(tb, 256))
