@@ -195,6 +195,17 @@ class FCAM(WSOLMethod):
             self._frozen_eval()
         return self
 
+    def on_epoch_end(self, epoch: int) -> None:
+        """Advance the ELB size barrier of the objective (``t ← min(t·factor, t_max)``), once per epoch as the
+        authors do; no effect without a size term."""
+        super().on_epoch_end(epoch)
+        size = getattr(self.objective, "size", None)
+        if size is not None:
+            size.step()
+
+    def _lifecycle_work(self) -> set[str]:
+        return {"on_epoch_end"} if getattr(self.objective, "size", None) is not None else set()
+
     def features(self, x: torch.Tensor) -> tuple[WSOLOutput, list[torch.Tensor]]:
         """The classifier's output and the encoder features (shallow → deep) for images ``x``."""
         enc_training = self.encoder is not None and self.encoder.training
