@@ -200,6 +200,15 @@ def _lifecycle_managed(method: nn.Module):
         state["managed"] = before
 
 
+def _builtins() -> None:
+    """Import the packages that register the built-in methods (``import wsolkit`` itself is lazy)."""
+    import wsolkit.decoders  # noqa: F401
+    import wsolkit.erasing  # noqa: F401
+    import wsolkit.explain  # noqa: F401
+    import wsolkit.heads  # noqa: F401
+    import wsolkit.maxmin  # noqa: F401
+
+
 def _check_needs(needs: str) -> str:
     if needs not in _NEEDS:
         raise WSOLValueError(f"`needs` must be one of {_NEEDS}, got {needs!r}")
@@ -248,6 +257,7 @@ def list_methods(pattern: str = "*") -> list[str]:
         >>> list_methods("gradcam*")
         ['gradcam', 'gradcam++']
     """
+    _builtins()
     return _METHODS.list(pattern)
 
 
@@ -258,6 +268,7 @@ def method_info(name: str) -> dict[str, str]:
         >>> method_info("Grad-CAM++")
         {'name': 'gradcam++', 'needs': 'classifier', 'family': 'explainer'}
     """
+    _builtins()
     e = _METHODS.entry(name)
     return {"name": e.name, **e.info}
 
@@ -296,6 +307,7 @@ def create_method(
         >>> out.logits.shape, out.cams.shape[:2]
         (torch.Size([2, 2]), torch.Size([2, 2]))
     """
+    _builtins()
     entry = _METHODS.entry(name)
     if num_classes is not None:
         num_classes = check_int(num_classes, "num_classes", low=1)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError
+from wsolkit.cli._args import positive_int
 from wsolkit.data.masks import MaskConvention, read_dataset_json
 
 __all__ = ["register", "run", "evaluate_folders", "evaluate_faithfulness", "resolve_convention"]
@@ -468,6 +469,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--num-classes", type=int, default=None, help="classes of the timm model (default: labels)")
     g.add_argument("--steps", type=int, default=20, help="Deletion/Insertion steps (default 20)")
     g.add_argument("--road", action="store_true", help="also ROAD MoRF/LeRF (slower: a sparse solve per image)")
-    g.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     p.set_defaults(func=run)
     return p

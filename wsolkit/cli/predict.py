@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wsolkit.cli._args import device, positive_int
+
 __all__ = ["register", "run", "build_method", "predict_folder"]
 
 
@@ -39,9 +41,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--target", default="pred", help="class whose map is written: pred, label or an index K")
     p.add_argument("--format", choices=["png16", "npy"], default="png16")
     p.add_argument("--overlays", action="store_true", help="also write overlays/<stem>.png")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
     return p
