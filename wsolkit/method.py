@@ -161,7 +161,7 @@ class WSOLMethod(nn.Module):
             state = self.__dict__["_lifecycle_state"] = {"epoch_steps": 0, "fit_steps": 0, "managed": False}
         return state
 
-    def _check_lifecycle(self, hook: str) -> None:
+    def _check_lifecycle(self, hook: str, stacklevel: int = 3) -> None:
         state = self._lifecycle()
         pending = state["epoch_steps" if hook == "on_epoch_end" else "fit_steps"]
         if not pending or state["managed"] or hook not in self._lifecycle_work():
@@ -174,12 +174,12 @@ class WSOLMethod(nn.Module):
             msg = (f"{type(self).__name__} is used or saved after {pending} training batches without "
                    f"`method.on_fit_end(train_loader)`: the end-of-training work (batch-norm statistics) is "
                    f"missing. Call it once when training ends, as wsolkit.training.fit does")
-        warnings.warn(msg, LifecycleWarning, stacklevel=3)
+        warnings.warn(msg, LifecycleWarning, stacklevel=stacklevel)
 
     def train(self, mode: bool = True) -> WSOLMethod:
         # a loop that calls .train() at each epoch (the PyTorch idiom) tells us an epoch went by; .eval() (inference,
         # localize) that training ended
-        self._check_lifecycle("on_epoch_end" if mode else "on_fit_end")
+        self._check_lifecycle("on_epoch_end" if mode else "on_fit_end", 3 if mode else 4)  # eval() calls train()
         return super().train(mode)
 
 

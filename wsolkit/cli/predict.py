@@ -146,6 +146,11 @@ def predict_folder(method: Any, dataset: Any, out: str | Path, *, preprocess: An
                 raise WSOLValueError(f"--target {fixed} is outside the {logits.shape[1]} classes")
             pred = logits.argmax(1)
             y = torch.tensor([items[j][1] for j in idx], device=dev)
+            if bool((y >= logits.shape[1]).any()):
+                bad = int(y.max())
+                raise WSOLValueError(f"image {stems[index + idx[int(y.argmax())]]!r} has label {bad} but the method "
+                                     f"has {logits.shape[1]} classes (labels must be class indices in [0, "
+                                     f"{logits.shape[1]}), or -1 for unlabelled)")
             tgt = pred if target == "pred" else (y if target == "label" else torch.full_like(pred, fixed))
             maps = cam_ops.postprocess(o.cams.detach().float(), tgt, size).cpu()
             scores = logits.softmax(1).cpu()

@@ -208,6 +208,7 @@ class MaxMin(WSOLMethod):
         """
         _check_images(images, "images")
         batch_size = check_int(batch_size, "batch_size", low=1)
+        self._lifecycle()["fit_steps"] = 0  # the end-of-training work on_fit_end does
         self._recalibrate(lambda: (images[i : i + batch_size] for i in range(0, images.shape[0], batch_size)))
 
     @torch.no_grad()

@@ -57,6 +57,13 @@ def pxap(
     """
     t = _histogram_validate(cams, masks, num_thresholds, ignore_index, labels)
     fg, bg = _histogram_update(cams, masks, t, ignore_index, labels, normalize, check_range=True)
+    if ignore_index is not None and int(fg.sum()) == 0 and bool((masks == ignore_index).any()):
+        warnings.warn(
+            f"PxAP is undefined (NaN): `masks` have no foreground pixel (value 1), only 0 and {ignore_index} = "
+            f"`ignore_index` (pixels left out). If your masks are 0/255 images with 255 as the foreground, convert "
+            f"them: masks = (masks == 255).to(torch.uint8) (or wsolkit.data.MaskConvention(foreground=255).decode)",
+            RuntimeWarning, stacklevel=2)
+        return float("nan")
     return _pxap_compute(fg, bg)
 
 
