@@ -16,7 +16,7 @@ TOP_LEVEL = {
     "__version__", "WSOLOutput", "LossOutput", "WSOLMethod", "NotTrainableError", "LifecycleWarning", "create_method",
     "list_methods",
     "method_info", "register_method", "WSOLModel", "create_backbone", "list_backbones", "register_backbone",
-    "create_head", "list_heads", "register_head", "create_explainer", "list_explainers", "backbones", "cams", "data",
+    "create_head", "list_heads", "register_head", "backbones", "cams", "data",
     "heads", "metrics", "erasing", "losses", "maxmin", "decoders", "explain", "wsi", "training",
 }
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_floating, check_ndim
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.backbones import SmallCNN
 from wsolkit.decoders._preprocessing import input_normalization_of, unnormalize_to_255
 from wsolkit.decoders.unet import UNetDecoder
@@ -345,8 +346,7 @@ def create_fcam(
 ) -> FCAM:
     """Deprecated: use ``wsolkit.create_method("fcam", classifier=classifier, ...)`` (which also sets the
     objective). This alias builds an :class:`FCAM` without objective."""
-    warnings.warn("create_fcam is deprecated; use wsolkit.create_method('fcam' or 'negev', classifier=...)",
-                  DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.decoders.create_fcam", "wsolkit.create_method('fcam' or 'negev', classifier=...)")
     decoder = build_decoder(classifier, decoder_channels, encoder)
     return FCAM(classifier, decoder, encoder=encoder, freeze_classifier=freeze_classifier)
 

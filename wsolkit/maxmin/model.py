@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from wsolkit._checks import (
     check_ndim,
     check_number,
 )
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.losses.elb import ELB
 from wsolkit.maxmin._bn import BNStats, batch_stats_only, batchnorm_layers, cumulative
 from wsolkit.maxmin.losses import localizer_ce, negative_uniform_ce, positive_ce, size_prior
@@ -374,8 +374,7 @@ class MaxMin(WSOLMethod):
         self, x: torch.Tensor, labels: torch.Tensor, scaler: torch.amp.GradScaler | None = None
     ) -> dict[str, torch.Tensor]:
         """Deprecated: use ``for step in model.training_steps(x, y): step.total.backward()``."""
-        warnings.warn("MaxMin.train_step is deprecated; iterate model.training_steps(x, y) and call "
-                      "step.total.backward() on each step", DeprecationWarning, stacklevel=2)
+        warn_deprecated("MaxMin.train_step", "for step in model.training_steps(x, y): step.total.backward()")
         return _run_steps(self.training_steps(x, labels), scaler)
 
     def extra_repr(self) -> str:
@@ -399,8 +398,8 @@ def maxmin_train_step(
     model: nn.Module, x: torch.Tensor, labels: torch.Tensor, scaler: torch.amp.GradScaler | None = None
 ) -> dict[str, torch.Tensor]:
     """Deprecated: use ``for step in wsolkit.training.training_steps(model, x, y): step.total.backward()``."""
-    warnings.warn("maxmin_train_step is deprecated; iterate wsolkit.training.training_steps(model, x, y) and call "
-                  "step.total.backward() on each step", DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.maxmin.maxmin_train_step", "for step in wsolkit.training.training_steps(model, x, "
+                    "y): step.total.backward()")
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     core = model.module if ddp else model
     if not isinstance(core, MaxMin):

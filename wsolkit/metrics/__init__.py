@@ -41,7 +41,9 @@ from wsolkit.metrics.pixel import (
     pxap_from_histogram,
     threshold_index,
 )
-from wsolkit.metrics.pxap import binned_counts, pxap, pxap_from_counts
+from wsolkit.metrics.pxap import binned_counts as binned_counts  # deprecated (wsolkit._deprecation): out of __all__
+from wsolkit.metrics.pxap import pxap
+from wsolkit.metrics.pxap import pxap_from_counts as pxap_from_counts
 from wsolkit.metrics.road import ROADMeter, noisy_linear_imputation, road
 from wsolkit.metrics.sanity import SanityResult, model_randomization, spearman, ssim
 from wsolkit.metrics.selection import BLOC_PER_CLASS, ModelSelector, bloc_subset
@@ -78,7 +80,4 @@ __all__ = [
     "BLOC_PER_CLASS",
     "bloc_subset",
     "ModelSelector",
-    # deprecated aliases (one release)
-    "binned_counts",
-    "pxap_from_counts",
 ]

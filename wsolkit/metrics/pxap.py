@@ -11,6 +11,7 @@ import warnings
 
 import torch
 
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.metrics.histogram import _histogram_update, _histogram_validate, localization_histogram
 from wsolkit.metrics.pixel import _pxap_compute, pxap_from_histogram
 
@@ -78,8 +79,7 @@ def binned_counts(
         >>> fg.tolist(), bg.tolist()
         ([0, 0, 0, 0, 1], [1, 0, 0, 0, 0])
     """
-    warnings.warn("`binned_counts` is deprecated: use `wsolkit.metrics.localization_histogram`",
-                  DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.metrics.binned_counts", "wsolkit.metrics.localization_histogram")
     return localization_histogram(cams, masks, num_thresholds, ignore_index)
 
 
@@ -91,6 +91,5 @@ def pxap_from_counts(fg_counts: torch.Tensor, bg_counts: torch.Tensor) -> float:
         >>> pxap_from_counts(torch.tensor([0, 0, 2]), torch.tensor([2, 0, 0]))
         100.0
     """
-    warnings.warn("`pxap_from_counts` is deprecated: use `wsolkit.metrics.pxap_from_histogram`",
-                  DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.metrics.pxap_from_counts", "wsolkit.metrics.pxap_from_histogram")
     return pxap_from_histogram(fg_counts, bg_counts)
