@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import wsolkit
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import pxap
-from wsolkit.training import fit
+from wsolkit.training import fit_tensors
 
 
 def _pxap(maps: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> float:
@@ -47,7 +47,7 @@ def run(kind: str, seed: int, n_train: int, n_test: int, size: int, epochs: int,
         method = wsolkit.create_method(
             name, 2, backbone=wsolkit.create_backbone("smallcnn", output_stride=8, width=width)
         )
-        fit(method, x, y, epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
+        fit_tensors(method, x, y, epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
         method.eval()
         with torch.no_grad():
             out = method(wsolkit.data.preprocessing(method)(xt))

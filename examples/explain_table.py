@@ -37,7 +37,7 @@ import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import LocalizationMeter, confidence_change, deletion_insertion, model_randomization, road
-from wsolkit.training import fit
+from wsolkit.training import fit_tensors
 
 __all__ = ["NAMES", "TITLES", "Config", "QUICK", "FULL", "run", "markdown", "main"]
 
@@ -105,7 +105,7 @@ def run(cfg: Config, kind: str = "glas", seed: int = 0, batch: int = 8, log=prin
     test = SyntheticHistology(kind, "test", n=cfg.n_test, size=cfg.size, seed=seed + 1).tensors()
     model = wsolkit.create_method("gap", 2, backbone=create_backbone("smallcnn", output_stride=8, width=cfg.width))
     t0 = time.perf_counter()
-    fit(model, train[0], train[1], epochs=cfg.epochs, batch_size=32, lr=3e-3, seed=seed)
+    fit_tensors(model, train[0], train[1], epochs=cfg.epochs, batch_size=32, lr=3e-3, seed=seed)
     model.eval()
     log(f"trained smallcnn(width={cfg.width})+GAP on {cfg.n_train} {kind} images of {cfg.size} px in "
         f"{time.perf_counter() - t0:.1f} s")

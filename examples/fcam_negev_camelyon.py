@@ -18,7 +18,7 @@ import wsolkit
 from wsolkit.data import SyntheticHistology
 from wsolkit.decoders import DenseCRFLoss, FCAMSeeder, NEGEVSeeder
 from wsolkit.metrics import localization_histogram
-from wsolkit.training import evaluate_maps, fit, predict_maps
+from wsolkit.training import evaluate_maps, fit_tensors, predict_maps
 
 
 def confusion_at_best(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
@@ -44,7 +44,7 @@ def train_decoder(classifier, images, labels, negev: bool, epochs: int, seed: in
     else:
         model = wsolkit.create_method("fcam", classifier=classifier, crf=crf,
                                       seeder=FCAMSeeder(n_fg=20, n_bg=20, min_p=0.3, erosion=3, seed=seed))
-    fit(model, images, labels, epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
+    fit_tensors(model, images, labels, epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
     return model
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     t0 = time.perf_counter()
     classifier = wsolkit.create_method("gap", 2,
                                        backbone=wsolkit.create_backbone("smallcnn", output_stride=8, width=16))
-    fit(classifier, x, y, epochs=cls_epochs, batch_size=32, lr=3e-3, seed=0)
+    fit_tensors(classifier, x, y, epochs=cls_epochs, batch_size=32, lr=3e-3, seed=0)
     results = {}
     logits, maps = predict_maps(classifier, xt, yt)
     results["GAP (classifier CAM)"] = {**evaluate_maps(logits, maps, yt, mt), **confusion_at_best(maps, mt)}

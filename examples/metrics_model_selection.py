@@ -34,7 +34,7 @@ from wsolkit.metrics import (
     bloc_subset,
 )
 from wsolkit.models import WSOLModel
-from wsolkit.training import fit, predict_maps
+from wsolkit.training import fit_tensors, predict_maps
 
 
 def mask_boxes(mask: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ def main() -> None:
     selector = ModelSelector(keep_states=True)
     thresholds = {}
     for r in range(rounds):
-        fit(model, x, y, epochs=epochs, batch_size=32, lr=3e-3, seed=r)
+        fit_tensors(model, x, y, epochs=epochs, batch_size=32, lr=3e-3, seed=r)
         logits, maps = predict_maps(model, xv, yv)
         loc = LocalizationMeter(num_thresholds=1000)
         loc.update(maps[sub], mv[sub])

@@ -19,7 +19,7 @@ import torch
 import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate_maps, fit, predict_maps
+from wsolkit.training import evaluate_maps, fit_tensors, predict_maps
 
 METHODS = ("gap", "has", "adl", "acol", "spg", "cutmix", "tscam")
 
@@ -55,7 +55,7 @@ def run(method: str, kind: str, size: int, n_train: int, n_test: int, epochs: in
     xte, yte, mte = SyntheticHistology(kind, "test", n=n_test, size=size, seed=seed).tensors()
     model = build(method, size, seed)
     t = time.perf_counter()
-    fit(model, xtr, ytr, epochs=epochs, batch_size=32, lr=lr, seed=seed)
+    fit_tensors(model, xtr, ytr, epochs=epochs, batch_size=32, lr=lr, seed=seed)
     logits, maps = predict_maps(model, xte, yte)
     res = evaluate_maps(logits, maps, yte, mte)
     res["seconds"] = time.perf_counter() - t

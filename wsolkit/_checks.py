@@ -101,9 +101,17 @@ def check_integer(x: Any, name: str) -> torch.Tensor:
     return x
 
 
+def _compiling() -> bool:
+    """True while ``torch.compile`` traces: checks of tensor *values* (finite, label range, mask values) would read
+    data back to Python (``.item()``), a graph break in every compiled forward, so they run in eager mode only;
+    checks of shapes and dtypes always run."""
+    return torch.compiler.is_compiling()
+
+
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Raise :class:`WSOLValueError` if ``x`` holds NaN or Inf values."""
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    """Raise :class:`WSOLValueError` if ``x`` holds NaN or Inf values (skipped under ``torch.compile``: see
+    :func:`_compiling`)."""
+    if x.is_floating_point() and not _compiling() and not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())
         n_inf = int(torch.isinf(x).sum())
         raise WSOLValueError(
@@ -131,6 +139,8 @@ def check_same_spatial(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: st
 def check_mask_values(mask: torch.Tensor, name: str, ignore_index: int | None = 255) -> torch.Tensor:
     """Raise :class:`WSOLValueError` unless ``mask`` only holds 0, 1 (and ``ignore_index``)."""
     check_tensor(mask, name)
+    if _compiling():
+        return mask
     ok = (mask == 0) | (mask == 1)
     if ignore_index is not None:
         ok = ok | (mask == ignore_index)
@@ -146,7 +156,7 @@ def check_labels(labels: Any, name: str, batch: int, num_classes: int) -> torch.
     check_integer(labels, name)
     if labels.ndim != 1 or labels.shape[0] != batch:
         raise ShapeError(f"`{name}` must have shape ({batch},), got {_shape(labels)}")
-    if labels.numel() > 0:
+    if labels.numel() > 0 and not _compiling():
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
             raise WSOLValueError(

@@ -376,10 +376,14 @@ def create_backbone(name: str, pretrained: bool = False, output_stride: int = 32
     if output_stride not in (8, 16, 32):
         raise WSOLValueError(f"`output_stride` must be 8, 16 or 32, got {output_stride}")
     if name in _LOCAL:
-        return _LOCAL.get(name)(pretrained=pretrained, output_stride=output_stride, **kwargs)
-    if name.lower().startswith(_TV_PREFIX):
-        return _create_torchvision(name, pretrained, output_stride, **kwargs)
-    return _create_timm(name, pretrained, output_stride, **kwargs)
+        backbone = _LOCAL.get(name)(pretrained=pretrained, output_stride=output_stride, **kwargs)
+    elif name.lower().startswith(_TV_PREFIX):
+        backbone = _create_torchvision(name, pretrained, output_stride, **kwargs)
+    else:
+        backbone = _create_timm(name, pretrained, output_stride, **kwargs)
+    # what rebuilds it (like timm's pretrained_cfg): recorded by checkpoints when a method is built over this module
+    backbone.backbone_cfg = {"name": name, "output_stride": output_stride, "options": dict(kwargs)}
+    return backbone
 
 
 # the survey's backbones as Choe et al. modified them for WSOL (registers "vgg16_wsol", "inceptionv3_wsol",

@@ -24,7 +24,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+import functools
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -39,6 +42,7 @@ from wsolkit.registry import Registry
 __all__ = [
     "WSOLMethod",
     "NotTrainableError",
+    "LifecycleWarning",
     "create_method",
     "list_methods",
     "register_method",
@@ -56,6 +60,27 @@ _NEEDS = ("backbone", "classifier")
 
 class NotTrainableError(WSOLTypeError):
     """``training_steps`` was called on a method that is not trained (explainers, ``cam``)."""
+
+
+class LifecycleWarning(UserWarning):
+    """A training loop skipped a life-cycle hook (:meth:`WSOLMethod.on_epoch_end` / :meth:`WSOLMethod.on_fit_end`)
+    that changes this method: what it trains is not the method :func:`wsolkit.training.fit` trains."""
+
+
+def _counted(steps: Callable[..., Iterator[LossOutput]]) -> Callable[..., Iterator[LossOutput]]:
+    """Wrap a ``training_steps`` so that the method knows a batch was trained (for :class:`LifecycleWarning`)."""
+    if getattr(steps, "_lifecycle_counted", False):
+        return steps
+
+    @functools.wraps(steps)
+    def wrapper(self: WSOLMethod, *args: Any, **kwargs: Any) -> Iterator[LossOutput]:
+        state = self._lifecycle()
+        state["epoch_steps"] += 1
+        state["fit_steps"] += 1
+        return steps(self, *args, **kwargs)
+
+    wrapper._lifecycle_counted = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 class WSOLMethod(nn.Module):
@@ -106,6 +131,90 @@ class WSOLMethod(nn.Module):
         out = run(x, labels)
         yield self.loss(out, labels, x)
 
+    # -- life cycle: what happens between batches, called by wsolkit.training.fit and by a user's own loop --------
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called once after each training epoch (``epoch`` counts from 0): advances per-epoch schedules.
+
+        The default has nothing to advance; F-CAM / NEGEV step their ELB size barrier and MaxMin its size prior, as
+        the authors do every epoch. A loop that trains a method with a schedule and skips this hook gets a
+        :class:`LifecycleWarning`.
+        """
+        self._lifecycle()["epoch_steps"] = 0
+
+    def on_fit_end(self, loader: Iterable[Any]) -> None:
+        """Called once when training ends, before the method is saved or used: final work over the training data.
+
+        Args:
+            loader: the training batches ``(images, labels[, masks])`` (re-iterable, e.g. a DataLoader).
+
+        The default does nothing; MaxMin recomputes its batch-norm statistics with the final weights. Every
+        checkpoint :func:`wsolkit.training.fit` writes at the end is taken after it.
+        """
+        self._lifecycle()["fit_steps"] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "training_steps" in cls.__dict__:
+            cls.training_steps = _counted(cls.__dict__["training_steps"])  # type: ignore[method-assign]
+
+    def _lifecycle_work(self) -> set[str]:
+        """The hooks that change this method (subclasses with schedules say which); default: none."""
+        return set()
+
+    def _lifecycle(self) -> dict[str, Any]:
+        state = self.__dict__.get("_lifecycle_state")
+        if state is None:
+            state = self.__dict__["_lifecycle_state"] = {"epoch_steps": 0, "fit_steps": 0, "managed": False}
+        return state
+
+    def _check_lifecycle(self, hook: str, stacklevel: int = 3) -> None:
+        state = self._lifecycle()
+        pending = state["epoch_steps" if hook == "on_epoch_end" else "fit_steps"]
+        if not pending or state["managed"] or hook not in self._lifecycle_work():
+            return
+        if hook == "on_epoch_end":
+            msg = (f"{type(self).__name__} starts a new epoch after {pending} training batches without "
+                   f"`method.on_epoch_end(epoch)`: its per-epoch schedule (ELB barrier) stays where it was. Call "
+                   f"it after each epoch, as wsolkit.training.fit does")
+        else:
+            msg = (f"{type(self).__name__} is used or saved after {pending} training batches without "
+                   f"`method.on_fit_end(train_loader)`: the end-of-training work (batch-norm statistics) is "
+                   f"missing. Call it once when training ends, as wsolkit.training.fit does")
+        warnings.warn(msg, LifecycleWarning, stacklevel=stacklevel)
+
+    def train(self, mode: bool = True) -> WSOLMethod:
+        # a loop that calls .train() at each epoch (the PyTorch idiom) tells us an epoch went by; .eval() (inference,
+        # localize) that training ended
+        self._check_lifecycle("on_epoch_end" if mode else "on_fit_end", 3 if mode else 4)  # eval() calls train()
+        return super().train(mode)
+
+
+WSOLMethod.training_steps = _counted(WSOLMethod.training_steps)  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _lifecycle_managed(method: nn.Module):
+    """Within this context the caller (``fit``) calls the hooks itself: no :class:`LifecycleWarning`."""
+    state = method._lifecycle() if isinstance(method, WSOLMethod) else None
+    if state is None:
+        yield
+        return
+    before, state["managed"] = state["managed"], True
+    try:
+        yield
+    finally:
+        state["managed"] = before
+
+
+def _builtins() -> None:
+    """Import the packages that register the built-in methods (``import wsolkit`` itself is lazy)."""
+    import wsolkit.decoders  # noqa: F401
+    import wsolkit.erasing  # noqa: F401
+    import wsolkit.explain  # noqa: F401
+    import wsolkit.heads  # noqa: F401
+    import wsolkit.maxmin  # noqa: F401
+
 
 def _check_needs(needs: str) -> str:
     if needs not in _NEEDS:
@@ -155,6 +264,7 @@ def list_methods(pattern: str = "*") -> list[str]:
         >>> list_methods("gradcam*")
         ['gradcam', 'gradcam++']
     """
+    _builtins()
     return _METHODS.list(pattern)
 
 
@@ -165,6 +275,7 @@ def method_info(name: str) -> dict[str, str]:
         >>> method_info("Grad-CAM++")
         {'name': 'gradcam++', 'needs': 'classifier', 'family': 'explainer'}
     """
+    _builtins()
     e = _METHODS.entry(name)
     return {"name": e.name, **e.info}
 
@@ -203,6 +314,7 @@ def create_method(
         >>> out.logits.shape, out.cams.shape[:2]
         (torch.Size([2, 2]), torch.Size([2, 2]))
     """
+    _builtins()
     entry = _METHODS.entry(name)
     if num_classes is not None:
         num_classes = check_int(num_classes, "num_classes", low=1)
@@ -214,7 +326,7 @@ def create_method(
             )
         method = entry.obj(num_classes, classifier=resolve_classifier(classifier, num_classes, pretrained),
                            **options)
-        recorded = {"classifier": classifier} if isinstance(classifier, str) else {}
+        recorded = {"classifier": classifier}
     else:
         if classifier is not None:
             raise WSOLValueError(
@@ -226,12 +338,62 @@ def create_method(
             options = {"backbone": backbone, **options}
         method = entry.obj(num_classes, pretrained=pretrained, **options)
         recorded = {}
-    # what a checkpoint needs to rebuild the method (wsolkit.training.load_method): its name and the options that
-    # are plain data (modules given as arguments cannot be recorded and must be passed again)
+    # what a checkpoint needs to rebuild the method (wsolkit.training.load_method): its name and its options as plain
+    # data; a module argument is recorded by what rebuilds it (a wsolkit method's or backbone's name and options, a
+    # timm model's architecture), else listed in `method_unrecorded` (load_method then asks for it)
     method.method_name = entry.name
     method.method_num_classes = num_classes
-    method.method_options = {**recorded, **{k: v for k, v in options.items() if _plain(v)}}
+    method.method_options, method.method_unrecorded = {}, {}
+    for key, value in {**recorded, **options}.items():
+        spec = _spec(value)
+        if spec is not _UNRECORDED:
+            method.method_options[key] = spec
+        else:
+            method.method_unrecorded[key] = type(value).__name__
     return method
+
+
+_UNRECORDED = object()
+
+
+def _spec(v: Any) -> Any:
+    """A plain-data record of an option that rebuilds it (see :func:`rebuild_option`), or ``_UNRECORDED``."""
+    if _plain(v):
+        return v
+    if isinstance(v, nn.Module):
+        name = getattr(v, "method_name", None)
+        if isinstance(name, str) and not getattr(v, "method_unrecorded", None):
+            return {"wsolkit_spec": "method", "name": name, "num_classes": getattr(v, "method_num_classes", None),
+                    "options": dict(getattr(v, "method_options", {}))}
+        cfg = getattr(v, "backbone_cfg", None)
+        if isinstance(cfg, dict) and _plain(cfg):
+            return {"wsolkit_spec": "backbone", **cfg}
+        arch = (getattr(v, "pretrained_cfg", None) or {}).get("architecture")
+        if type(v).__module__.startswith("timm.") and isinstance(arch, str):
+            return {"wsolkit_spec": "timm", "name": arch, "num_classes": getattr(v, "num_classes", None)}
+    return _UNRECORDED
+
+
+def rebuild_option(v: Any) -> Any:
+    """Rebuild an option recorded by :func:`create_method` (inverse of its module records; plain data as is)."""
+    if isinstance(v, dict) and "wsolkit_spec" in v:
+        kind = v["wsolkit_spec"]
+        if kind == "method":
+            return create_method(v["name"], v.get("num_classes"), **{k: rebuild_option(o) for k, o in
+                                                                     v.get("options", {}).items()}).eval()
+        if kind == "backbone":
+            from wsolkit.backbones import create_backbone
+
+            return create_backbone(v["name"], output_stride=v.get("output_stride", 32), **v.get("options", {}))
+        if kind == "timm":
+            import timm
+
+            kw = {} if v.get("num_classes") is None else {"num_classes": v["num_classes"]}
+            return timm.create_model(v["name"], pretrained=False, **kw)
+        raise WSOLValueError(f"unknown recorded option kind {kind!r}")
+    if isinstance(v, dict):
+        return {k: rebuild_option(o) for k, o in v.items()}
+    return v
 
 
 def _plain(v: Any) -> bool:

@@ -14,9 +14,10 @@ SUBPACKAGES = [
 ]
 
 TOP_LEVEL = {
-    "__version__", "WSOLOutput", "LossOutput", "WSOLMethod", "NotTrainableError", "create_method", "list_methods",
+    "__version__", "WSOLOutput", "LossOutput", "WSOLMethod", "NotTrainableError", "LifecycleWarning", "create_method",
+    "list_methods",
     "method_info", "register_method", "WSOLModel", "create_backbone", "list_backbones", "register_backbone",
-    "create_head", "list_heads", "register_head", "create_explainer", "list_explainers", "backbones", "cams", "data",
+    "create_head", "list_heads", "register_head", "backbones", "cams", "data",
     "heads", "metrics", "erasing", "losses", "maxmin", "decoders", "explain", "wsi", "training",
     "localize", "Localization",
 }
@@ -24,7 +25,7 @@ TOP_LEVEL = {
 
 def test_top_level_names():
     assert set(wsolkit.__all__) == TOP_LEVEL
-    assert wsolkit.__version__ == "0.2.0"
+    assert wsolkit.__version__ == "0.3.0"
 
 
 @pytest.mark.parametrize("module", SUBPACKAGES)

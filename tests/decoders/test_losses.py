@@ -184,7 +184,7 @@ def test_fcam_loss_errors():
 
 def test_training_trains_only_the_decoder():
     import wsolkit
-    from wsolkit.training import IMAGENET_MEAN, IMAGENET_STD, fit
+    from wsolkit.training import IMAGENET_MEAN, IMAGENET_STD, fit_tensors
 
     clf = wsolkit.create_method("gap", 2, backbone=wsolkit.create_backbone("smallcnn", output_stride=8, width=4))
     before = {k: v.clone() for k, v in clf.state_dict().items()}
@@ -194,7 +194,7 @@ def test_training_trains_only_the_decoder():
     dec_before = [p.detach().clone() for p in model.decoder.parameters()]
     x = torch.rand(8, 3, 32, 32)
     y = torch.tensor([0, 1] * 4)
-    hist = fit(model, x, y, epochs=1, batch_size=4, lr=1e-2)
+    hist = fit_tensors(model, x, y, epochs=1, batch_size=4, lr=1e-2)
     assert len(hist) == 1 and math.isfinite(hist[0])
     for k, v in clf.state_dict().items():
         assert torch.equal(v, before[k]), k

@@ -13,7 +13,7 @@ import torch
 import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate_maps, fit, predict_maps
+from wsolkit.training import evaluate_maps, fit_tensors, predict_maps
 
 SIZE, N_TRAIN, N_TEST, EPOCHS = 64, 200, 60, 6
 
@@ -41,7 +41,7 @@ def build(name: str, size: int = SIZE) -> torch.nn.Module:
 def run(model, kind="glas", epochs=EPOCHS, n_train=N_TRAIN, lr=3e-3):
     xtr, ytr, _ = SyntheticHistology(kind, "train", n=n_train, size=SIZE, seed=0).tensors()
     xte, yte, mte = SyntheticHistology(kind, "test", n=N_TEST, size=SIZE, seed=0).tensors()
-    fit(model, xtr, ytr, epochs=epochs, batch_size=32, lr=lr, seed=0)
+    fit_tensors(model, xtr, ytr, epochs=epochs, batch_size=32, lr=lr, seed=0)
     logits, maps = predict_maps(model, xte, yte)
     return evaluate_maps(logits, maps, yte, mte)
 

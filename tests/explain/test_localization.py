@@ -15,7 +15,7 @@ import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.cams import postprocess
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate_maps, fit, standardize
+from wsolkit.training import evaluate_maps, fit_tensors, standardize
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def trained():
     torch.manual_seed(0)
     images, labels, _ = SyntheticHistology("glas", "train", n=192, size=64, seed=0).tensors()
     model = wsolkit.create_method("gap", 2, backbone=create_backbone("smallcnn", output_stride=8, width=4))
-    fit(model, images, labels, epochs=6, batch_size=32, lr=3e-3, seed=0)
+    fit_tensors(model, images, labels, epochs=6, batch_size=32, lr=3e-3, seed=0)
     test = SyntheticHistology("glas", "test", n=16, size=64, seed=1).tensors()
     return model.eval(), test
 

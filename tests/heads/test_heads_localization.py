@@ -12,7 +12,7 @@ import torch
 
 import wsolkit
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate_maps, fit, predict_maps
+from wsolkit.training import evaluate_maps, fit_tensors, predict_maps
 
 HEADS = ["gap", "max", "lse", "wildcat", "prm", "deepmil"]
 # LSE uses q = 1 from the survey's grid (docs/tutorials/heads.md: q = 5 does not localize in this setting)
@@ -25,7 +25,7 @@ def train_and_evaluate(name, kind, n_train, size, epochs, width=16, seed=0, n_te
     torch.manual_seed(seed)
     backbone = wsolkit.create_backbone("smallcnn", output_stride=8, width=width)
     method = wsolkit.create_method(name, 2, backbone=backbone, **options)
-    fit(method, x, y, epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
+    fit_tensors(method, x, y, epochs=epochs, batch_size=32, lr=3e-3, seed=seed)
     logits, maps = predict_maps(method, xt, yt)
     return evaluate_maps(logits, maps, yt, mt)
 

@@ -8,7 +8,7 @@ import torch
 import wsolkit
 from wsolkit.backbones import create_backbone
 from wsolkit.data import SyntheticHistology
-from wsolkit.training import evaluate_maps, fit, predict_maps, standardize
+from wsolkit.training import evaluate_maps, fit_tensors, predict_maps, standardize
 
 
 def _f1(pred: torch.Tensor, gt: torch.Tensor) -> float:
@@ -27,7 +27,7 @@ def trained_glas():
         torch.manual_seed(0)
         model = wsolkit.create_method("maxmin", 2, backbone=create_backbone("smallcnn", output_stride=8, width=16),
                                       passes=4)
-        fit(model, train[0], train[1], epochs=6, batch_size=32, lr=3e-3)
+        fit_tensors(model, train[0], train[1], epochs=6, batch_size=32, lr=3e-3)
     finally:
         torch.set_num_threads(n_threads)
     return model, images, labels, masks

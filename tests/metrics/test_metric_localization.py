@@ -51,7 +51,7 @@ def test_bloc_model_selection_on_synthetic_training():
     from wsolkit.backbones import create_backbone
     from wsolkit.heads import GAP
     from wsolkit.models import WSOLModel
-    from wsolkit.training import fit, predict_maps
+    from wsolkit.training import fit_tensors, predict_maps
 
     torch.manual_seed(0)
     x, y, _ = SyntheticHistology("glas", "train", n=320, size=96, seed=0).tensors()
@@ -62,7 +62,7 @@ def test_bloc_model_selection_on_synthetic_training():
     model = WSOLModel(backbone, GAP(backbone.out_channels, 2))
     sel = ModelSelector(keep_states=True)
     for epoch in range(3):  # three "checkpoints", each after a 3-epoch one-cycle run
-        fit(model, x, y, epochs=3, batch_size=32, lr=3e-3, seed=epoch)
+        fit_tensors(model, x, y, epochs=3, batch_size=32, lr=3e-3, seed=epoch)
         logits, maps = predict_maps(model, xv, yv)
         loc = LocalizationMeter()
         loc.update(maps[sub], mv[sub])

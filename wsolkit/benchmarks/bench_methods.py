@@ -30,7 +30,7 @@ import wsolkit
 from wsolkit._checks import WSOLValueError
 from wsolkit.data import SyntheticHistology
 from wsolkit.metrics import LocalizationMeter
-from wsolkit.training import fit
+from wsolkit.training import fit_tensors
 
 BUDGET = ("n_train", "n_test", "size", "epochs", "width", "lr")
 # per kind, the smallest budget tried at which GAP reaches >= 95 % accuracy on every seed (docs/benchmarks.md)
@@ -99,10 +99,10 @@ def run(kinds, seeds, methods, n_train, n_test, size, epochs, width, lr, save=No
                         raise RuntimeError("the GAP classifier must be trained first (include 'gap')")
                     method = wsolkit.create_method(name, classifier=classifier, **_options(name, size, width))
                     if method.trainable:
-                        fit(method, x, y, epochs=budget["epochs"], batch_size=32, lr=lr, seed=seed)
+                        fit_tensors(method, x, y, epochs=budget["epochs"], batch_size=32, lr=lr, seed=seed)
                 else:
                     method = wsolkit.create_method(name, 2, **_options(name, size, width))
-                    fit(method, x, y, epochs=budget["epochs"], batch_size=32, lr=lr, seed=seed)
+                    fit_tensors(method, x, y, epochs=budget["epochs"], batch_size=32, lr=lr, seed=seed)
                     if name == "gap":
                         classifier = method.eval()
                 res = _measure(method, xt, yt, mt)

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from wsolkit.cli._args import device, positive_int
+
 __all__ = ["register"]
 
 
@@ -14,13 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command."""
     demo = sub.add_parser("demo", help="train a GAP/CAM model on the synthetic benchmark and report PxAP")
     demo.add_argument("--kind", choices=["glas", "camelyon", "both"], default="both")
-    demo.add_argument("--epochs", type=int, default=None)
-    demo.add_argument("--size", type=int, default=96)
+    demo.add_argument("--epochs", type=positive_int, default=None)
+    demo.add_argument("--size", type=positive_int, default=96)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="wsolkit-demo")
-    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps")
     demo.add_argument("--quick", action="store_true", help="a smaller run (about 30 s)")
-    demo.add_argument("--n-train", type=int, default=None)
+    demo.add_argument("--n-train", type=positive_int, default=None)
     demo.add_argument("--width", type=int, default=16)
     demo.add_argument("--lr", type=float, default=3e-3)
     demo.set_defaults(func=_demo)
@@ -34,7 +36,7 @@ def _demo(args: argparse.Namespace) -> int:
     from wsolkit.data import SyntheticHistology
     from wsolkit.heads import GAP
     from wsolkit.models import WSOLModel
-    from wsolkit.training import evaluate, fit, predict_maps
+    from wsolkit.training import evaluate_maps, fit_tensors, predict_maps
     from wsolkit.viz import overlay
 
     t0 = time.perf_counter()
@@ -54,10 +56,10 @@ def _demo(args: argparse.Namespace) -> int:
         xt, yt, mt = SyntheticHistology(kind, "test", n=n_test, size=args.size, seed=args.seed).tensors()
         backbone = create_backbone("smallcnn", width=args.width, depth=2)  # stride-4 maps
         model = WSOLModel(backbone, GAP(backbone.out_channels, 2))
-        fit(model, x, y, epochs=epochs, batch_size=32, lr=args.lr, seed=args.seed, progress=True, device=device)
+        fit_tensors(model, x, y, epochs=epochs, batch_size=32, lr=args.lr, seed=args.seed, progress=True, device=device)
         # localisation: the map of the true class (protocol); for camelyon the ROI images (metastatic)
         logits, maps = predict_maps(model, xt, yt, device=device)
-        res = evaluate(logits, maps, yt, mt)
+        res = evaluate_maps(logits, maps, yt, mt)
         summary[kind] = {**res, "epochs": epochs, "n_train": n_train, "n_test": n_test, "size": args.size}
         print(
             f"[{kind}] accuracy {res['accuracy']:.1f}%  PxAP {res['pxap']:.2f}  "

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError
+from wsolkit.cli._args import positive_int
 from wsolkit.data.masks import MaskConvention, read_dataset_json
 
 __all__ = ["register", "run", "evaluate_folders", "evaluate_faithfulness", "resolve_convention"]
@@ -135,6 +136,27 @@ def _read_labels(path: Path) -> dict[str, tuple[int, int | None]]:
     return out
 
 
+def _check_label_range(labels: dict[str, tuple[int, int | None]], stems: list[str], labels_csv: Any,
+                       num_classes: int | None, cams_dir: Any) -> None:
+    """Labels / predictions of the CSV must be classes of the run: ``num_classes`` or a dataset.json's classes."""
+    source = "--num-classes"
+    if num_classes is None:
+        for folder in (Path(labels_csv).parent, Path(cams_dir), Path(cams_dir).parent):
+            try:
+                classes = json.loads((folder / "dataset.json").read_text()).get("classes")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(classes, list) and classes:
+                num_classes, source = len(classes), f"the classes of {str(folder / 'dataset.json')!r}"
+                break
+    for stem in stems:
+        for what, v in zip(("label", "pred"), labels[stem], strict=True):
+            if v is not None and (v < 0 or (num_classes is not None and v >= num_classes)):
+                bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+                raise WSOLValueError(f"{str(labels_csv)!r}: {what} {v} of {stem!r} is not a class index {bound} "
+                                     f"({source if num_classes is not None else 'class indices'})")
+
+
 def _read_boxes(path: Path) -> dict[str, list[list[float]]]:
     out: dict[str, list[list[float]]] = {}
     with open(path, newline="") as fh:
@@ -171,10 +193,13 @@ def evaluate_folders(
     normalize: bool = True,
     threshold: float | None = None,
     progress: bool = False,
+    num_classes: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of a folder of CAMs against a folder of masks (see the module docstring for the file formats).
 
     ``mask_fg_value`` / ``ignore_index`` override the folder's ``dataset.json`` (``"default"``: not given).
+    ``num_classes`` (default: the ``classes`` of a ``dataset.json`` beside the labels CSV or the CAM folder) bounds
+    the labels and predictions of the CSV.
 
     Returns:
         ``{"localization": {...}, "per_class": {label: {...}} | None, "boxes": {...} | None,
@@ -202,6 +227,8 @@ def evaluate_folders(
     if errors:
         raise WSOLValueError("; ".join(errors))
     stems = sorted(cams)
+    if labels is not None:
+        _check_label_range(labels, stems, labels_csv, num_classes, cams_dir)
     with_preds = labels is not None and all(labels[s][1] is not None for s in stems)
     loc = LocalizationMeter(num_thresholds, ignore_index=255, normalize=normalize)
     per_class: dict[int, Any] = {}
@@ -385,6 +412,12 @@ def run(args: argparse.Namespace) -> int:
     """Run ``wsolkit evaluate`` with parsed arguments; returns the exit code (2 on bad input)."""
     import warnings
 
+    if args.plot:  # checked before the work
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("wsolkit evaluate: error: --plot needs matplotlib: pip install 'wsolkit[viz]'", file=sys.stderr)
+            return 2
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -400,6 +433,7 @@ def run(args: argparse.Namespace) -> int:
                 normalize=not args.no_normalize,
                 threshold=args.threshold,
                 progress=not args.no_progress,
+                num_classes=getattr(args, "num_classes", None),
             )
         if args.faithfulness:
             res["faithfulness"] = faithfulness_from_args(args)
@@ -463,6 +497,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    "its weights; without weights: the labels')")
     g.add_argument("--steps", type=int, default=20, help="Deletion/Insertion steps (default 20)")
     g.add_argument("--road", action="store_true", help="also ROAD MoRF/LeRF (slower: a sparse solve per image)")
-    g.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     p.set_defaults(func=run)
     return p

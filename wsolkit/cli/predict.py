@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wsolkit.cli._args import device, positive_int
+
 __all__ = ["register", "run", "build_method", "predict_folder"]
 
 
@@ -39,9 +41,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--target", default="pred", help="class whose map is written: pred, label or an index K")
     p.add_argument("--format", choices=["png16", "npy"], default="png16")
     p.add_argument("--overlays", action="store_true", help="also write overlays/<stem>.png")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
     return p
@@ -119,9 +121,14 @@ def predict_folder(method: Any, dataset: Any, out: str | Path, *, preprocess: An
             try:
                 loc = localize(method, preprocess(x), fixed if fixed is not None else target, labels=y)
             except WSOLValueError as exc:
-                if fixed is None:
-                    raise
-                raise WSOLValueError(f"--target {target} is outside the model's classes ({exc})") from None
+                if fixed is not None:
+                    raise WSOLValueError(f"--target {target} is outside the model's classes ({exc})") from None
+                if target == "label":
+                    bad = int(y.argmax())
+                    raise WSOLValueError(f"image {stems[index + idx[bad]]!r} has label {int(y[bad])}, outside the "
+                                         f"method's classes (labels must be class indices, or -1 for unlabelled): "
+                                         f"{exc}") from None
+                raise
             logits, maps, pred = loc.logits, loc.maps.cpu(), loc.logits.argmax(1)
             scores = logits.softmax(1).cpu()
             for k, j in enumerate(idx):

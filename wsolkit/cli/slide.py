@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wsolkit._checks import WSOLValueError
+from wsolkit.cli._args import positive_int
 
 __all__ = ["register", "run", "read_slide_list", "SLIDE_SUFFIXES"]
 
@@ -153,7 +154,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--downsample", type=int, default=1, help="heatmap pixel = this many read pixels")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers reading tiles")
     p.add_argument("--target", type=int, default=None, help="class to map (default: 1 for binary models)")
     p.add_argument("--no-tissue", action="store_true", help="process every tile, not only tissue")

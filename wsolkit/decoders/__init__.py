@@ -10,7 +10,8 @@ from wsolkit.decoders.crf import (
     dense_crf_loss,
     grid_bilateral_filter,
 )
-from wsolkit.decoders.fcam import FCAM, build_decoder, create_fcam, encoder_channels, feature_layers
+from wsolkit.decoders.fcam import FCAM, build_decoder, encoder_channels, feature_layers
+from wsolkit.decoders.fcam import create_fcam as create_fcam  # deprecated (wsolkit._deprecation): out of __all__
 from wsolkit.decoders.losses import FCAMLoss, NEGEVLoss, negative_evidence_loss, seed_loss, size_loss
 from wsolkit.decoders.methods import default_crf, fcam_method, negev_method
 from wsolkit.decoders.seeds import (
@@ -31,7 +32,6 @@ __all__ = [
     "UNetDecoder",
     "FCAM",
     "build_decoder",
-    "create_fcam",
     "fcam_method",
     "negev_method",
     "default_crf",

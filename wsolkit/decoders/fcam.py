@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_floating, check_ndim
+from wsolkit._deprecation import warn_deprecated
 from wsolkit._modules import last_linear
 from wsolkit.backbones import SmallCNN
 from wsolkit.decoders._preprocessing import input_normalization_of, unnormalize_to_255
@@ -196,6 +197,17 @@ class FCAM(WSOLMethod):
             self._frozen_eval()
         return self
 
+    def on_epoch_end(self, epoch: int) -> None:
+        """Advance the ELB size barrier of the objective (``t ← min(t·factor, t_max)``), once per epoch as the
+        authors do; no effect without a size term."""
+        super().on_epoch_end(epoch)
+        size = getattr(self.objective, "size", None)
+        if size is not None:
+            size.step()
+
+    def _lifecycle_work(self) -> set[str]:
+        return {"on_epoch_end"} if getattr(self.objective, "size", None) is not None else set()
+
     def features(self, x: torch.Tensor) -> tuple[WSOLOutput, list[torch.Tensor]]:
         """The classifier's output and the encoder features (shallow → deep) for images ``x``."""
         enc_training = self.encoder is not None and self.encoder.training
@@ -335,8 +347,7 @@ def create_fcam(
 ) -> FCAM:
     """Deprecated: use ``wsolkit.create_method("fcam", classifier=classifier, ...)`` (which also sets the
     objective). This alias builds an :class:`FCAM` without objective."""
-    warnings.warn("create_fcam is deprecated; use wsolkit.create_method('fcam' or 'negev', classifier=...)",
-                  DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.decoders.create_fcam", "wsolkit.create_method('fcam' or 'negev', classifier=...)")
     decoder = build_decoder(classifier, decoder_channels, encoder)
     return FCAM(classifier, decoder, encoder=encoder, freeze_classifier=freeze_classifier)
 

@@ -11,7 +11,8 @@ from wsolkit.erasing.cutmix import CutMix, CutMixBatch, cutmix, cutmix_box, cutm
 from wsolkit.erasing.has import HAS_GRID_SIZES, HideAndSeek, has_mask, hide_and_seek
 from wsolkit.erasing.methods import CutMixModel, HaSModel, default_adl_positions
 from wsolkit.erasing.spg import SPG, SPG_GUIDANCE, SPG_THRESHOLDS, masked_bce, spg_loss, spg_seeds
-from wsolkit.erasing.tscam import TSCAM, TSCAM_DEFAULT_BACKBONE, class_token_attention, create_tscam
+from wsolkit.erasing.tscam import TSCAM, TSCAM_DEFAULT_BACKBONE, class_token_attention
+from wsolkit.erasing.tscam import create_tscam as create_tscam  # deprecated (wsolkit._deprecation): out of __all__
 
 __all__ = [
     "HAS_GRID_SIZES",
@@ -41,5 +42,4 @@ __all__ = [
     "class_token_attention",
     "TSCAM",
     "TSCAM_DEFAULT_BACKBONE",
-    "create_tscam",
 ]

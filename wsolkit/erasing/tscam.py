@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_floating, check_int, check_ndim
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.method import WSOLMethod
 from wsolkit.output import WSOLOutput
 
@@ -182,10 +182,6 @@ def create_tscam(name: str, num_classes: int, pretrained: bool = False, **kwargs
         >>> type(model).__name__
         'TSCAM'
     """
-    warnings.warn(
-        "create_tscam is deprecated; use wsolkit.create_method('tscam', num_classes, backbone=name, "
-        "backbone_options={...})",
-        DeprecationWarning,
-        stacklevel=2,
-    )
+    warn_deprecated("wsolkit.erasing.create_tscam", "wsolkit.create_method('tscam', num_classes, backbone=name, "
+                    "backbone_options={...})")
     return _from_name(name, num_classes, pretrained, **kwargs)

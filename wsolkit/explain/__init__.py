@@ -21,7 +21,10 @@ Example:
 from __future__ import annotations
 
 from wsolkit.explain._hooks import resolve_target_layers
-from wsolkit.explain._legacy import create_explainer, list_explainers
+from wsolkit.explain._legacy import (  # deprecated (wsolkit._deprecation): out of __all__
+    create_explainer as create_explainer,
+)
+from wsolkit.explain._legacy import list_explainers as list_explainers
 from wsolkit.explain._registration import register_all
 from wsolkit.explain.ablation import AblationCAM
 from wsolkit.explain.base import BaseCAM, InferenceModeError, target_indices
@@ -59,8 +62,6 @@ __all__ = [
     "layercam_map",
     "resolve_target_layers",
     "target_indices",
-    "create_explainer",
-    "list_explainers",
 ]
 
 register_all()

@@ -7,13 +7,13 @@ with :func:`wsolkit.cams.postprocess`).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from wsolkit import cams as cam_ops
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.explain.base import BaseCAM, Targets
 
 __all__ = ["create_explainer", "list_explainers"]
@@ -57,8 +57,7 @@ def list_explainers() -> list[str]:
         ...     list_explainers()[:3]
         ['gradcam', 'gradcam++', 'smoothgradcam++']
     """
-    warnings.warn("list_explainers() is deprecated; use wsolkit.list_methods() (family 'explainer')",
-                  DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.list_explainers", "wsolkit.list_methods() (family 'explainer')")
     return list(EXPLAINERS)
 
 
@@ -87,7 +86,6 @@ def create_explainer(name: str, model: nn.Module, *, upsample: bool = True, norm
     """
     from wsolkit.method import create_method
 
-    warnings.warn("create_explainer(name, model) is deprecated; use wsolkit.create_method(name, classifier=model) "
-                  "(forward returns WSOLOutput with raw cams; wsolkit.cams.postprocess makes the maps)",
-                  DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.create_explainer(name, model)", "wsolkit.create_method(name, classifier=model) "
+                    "(forward returns WSOLOutput with raw cams; wsolkit.cams.postprocess makes the maps)")
     return _LegacyExplainer(create_method(name, classifier=model, **options), upsample, normalize)

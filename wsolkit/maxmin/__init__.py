@@ -3,10 +3,14 @@
 Registered as ``"maxmin"``: ``wsolkit.create_method("maxmin", K, backbone=...)``.
 """
 
-from wsolkit.maxmin.factory import WILDCAT_DEFAULTS, build_maxmin, maxmin_method
+from wsolkit.maxmin.factory import WILDCAT_DEFAULTS, maxmin_method
+from wsolkit.maxmin.factory import build_maxmin as build_maxmin  # deprecated (wsolkit._deprecation): out of __all__
 from wsolkit.maxmin.losses import localizer_ce, maxmin_loss, negative_uniform_ce, positive_ce, size_prior
 from wsolkit.maxmin.mask import MaxMinMask, maxmin_mask
-from wsolkit.maxmin.model import MaxMin, maxmin_train_step
+from wsolkit.maxmin.model import MaxMin
+from wsolkit.maxmin.model import (
+    maxmin_train_step as maxmin_train_step,  # deprecated (wsolkit._deprecation): out of __all__
+)
 from wsolkit.maxmin.trust import accumulate_mask, trust_coefficients
 
 __all__ = [
@@ -14,12 +18,10 @@ __all__ = [
     "MaxMinMask",
     "WILDCAT_DEFAULTS",
     "accumulate_mask",
-    "build_maxmin",
     "localizer_ce",
     "maxmin_loss",
     "maxmin_mask",
     "maxmin_method",
-    "maxmin_train_step",
     "negative_uniform_ce",
     "positive_ce",
     "size_prior",

@@ -9,6 +9,7 @@ from typing import Any
 import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_int
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.heads import create_head, list_heads
 from wsolkit.maxmin.model import MaxMin
 from wsolkit.method import register_method, resolve_backbone
@@ -93,8 +94,8 @@ def build_maxmin(
 ) -> MaxMin:
     """Deprecated: use ``wsolkit.create_method("maxmin", num_classes, backbone=backbone, head=...,
     head_options=...)``."""
-    warnings.warn("build_maxmin is deprecated; use wsolkit.create_method('maxmin', num_classes, backbone=..., "
-                  "head=..., head_options=...)", DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.maxmin.build_maxmin", "wsolkit.create_method('maxmin', num_classes, backbone=..., "
+                    "head=..., head_options=...)")
     return maxmin_method(num_classes, backbone=backbone, head=head, head_options=head_kwargs,
                          share_backbone=share_backbone, classifier_backbone=classifier_backbone, **kwargs)
 

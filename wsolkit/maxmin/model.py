@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from wsolkit._checks import (
     check_ndim,
     check_number,
 )
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.losses.elb import ELB
 from wsolkit.maxmin._bn import BNStats, batch_stats_only, batchnorm_layers, cumulative
 from wsolkit.maxmin.losses import localizer_ce, negative_uniform_ce, positive_ce, size_prior
@@ -185,6 +186,33 @@ class MaxMin(WSOLMethod):
         with self.classifier_bn_stats.swapped(self._shared_bns):
             yield
 
+    def on_epoch_end(self, epoch: int) -> None:
+        """Advance the size prior's ELB barrier once per epoch (no effect without ``size_prior``)."""
+        super().on_epoch_end(epoch)
+        if self.size_prior is not None:
+            self.size_prior.step()
+
+    def on_fit_end(self, loader: Iterable[Any]) -> None:
+        """Recalibrate the batch-norm statistics over the training batches with the final weights
+        (:meth:`recalibrate_statistics`, streamed: the loader is read twice, one batch in memory at a time).
+
+        Args:
+            loader: batches ``(images, labels[, masks])`` of standardised images (the training loader).
+        """
+        super().on_fit_end(loader)
+        device = next(self.parameters()).device
+
+        def batches() -> Iterator[torch.Tensor]:
+            for batch in loader:
+                xb = batch[0] if isinstance(batch, (list, tuple)) else batch
+                _check_images(xb, "loader images")
+                yield xb.to(device)
+
+        self._recalibrate(batches)
+
+    def _lifecycle_work(self) -> set[str]:
+        return {"on_fit_end"} | ({"on_epoch_end"} if self.size_prior is not None else set())
+
     @torch.no_grad()
     def recalibrate_statistics(self, images: torch.Tensor, batch_size: int = 32) -> None:
         """Recompute the batch-norm running statistics with the final weights, as exact averages over ``images``.
@@ -203,20 +231,40 @@ class MaxMin(WSOLMethod):
         """
         _check_images(images, "images")
         batch_size = check_int(batch_size, "batch_size", low=1)
+        self._lifecycle()["fit_steps"] = 0  # the end-of-training work on_fit_end does
+        self._recalibrate(lambda: (images[i : i + batch_size] for i in range(0, images.shape[0], batch_size)))
+
+    @torch.no_grad()
+    def _recalibrate(self, batches: Callable[[], Iterable[torch.Tensor]]) -> None:
+        """:meth:`recalibrate_statistics` over ``batches()`` (called twice: ``M``'s pass, then ``C``'s)."""
         was_training = self.training
         self.eval()
-        batches = [images[i : i + batch_size] for i in range(0, images.shape[0], batch_size)]
         try:
             with cumulative(batchnorm_layers(self.localizer)):
-                for xb in batches:
+                for xb in batches():
                     self.localizer(xb)
-            masked = []
-            for xb in batches:
-                r = self.mask(self.localizer(xb), tuple(xb.shape[-2:]))
-                masked.append(xb * r.to(xb.dtype))
-            with self.classifier_statistics(), cumulative(batchnorm_layers(self.classifier)):
-                for z in masked:
-                    self.classifier(z)
+            # C's statistics: exact averages (momentum None) over C(x ⊙ R⁺), R⁺ from the recalibrated eval-mode M;
+            # one batch at a time, so M's pass runs between C's with the shared layers holding M's statistics
+            bns = batchnorm_layers(self.classifier)
+            momenta = [m.momentum for m in bns]
+            with self.classifier_statistics():
+                for m in bns:
+                    m.reset_running_stats()
+                    m.momentum = None
+            try:
+                for xb in batches():
+                    r = self.mask(self.localizer(xb), tuple(xb.shape[-2:]))
+                    with self.classifier_statistics():
+                        for m in bns:
+                            m.train()
+                        try:
+                            self.classifier(xb * r.to(xb.dtype))
+                        finally:
+                            for m in bns:
+                                m.eval()
+            finally:
+                for m, mom in zip(bns, momenta, strict=True):
+                    m.momentum = mom
         finally:
             self.train(was_training)
 
@@ -358,8 +406,7 @@ class MaxMin(WSOLMethod):
         self, x: torch.Tensor, labels: torch.Tensor, scaler: torch.amp.GradScaler | None = None
     ) -> dict[str, torch.Tensor]:
         """Deprecated: use ``for step in model.training_steps(x, y): step.total.backward()``."""
-        warnings.warn("MaxMin.train_step is deprecated; iterate model.training_steps(x, y) and call "
-                      "step.total.backward() on each step", DeprecationWarning, stacklevel=2)
+        warn_deprecated("MaxMin.train_step", "for step in model.training_steps(x, y): step.total.backward()")
         return _run_steps(self.training_steps(x, labels), scaler)
 
     def extra_repr(self) -> str:
@@ -383,8 +430,8 @@ def maxmin_train_step(
     model: nn.Module, x: torch.Tensor, labels: torch.Tensor, scaler: torch.amp.GradScaler | None = None
 ) -> dict[str, torch.Tensor]:
     """Deprecated: use ``for step in wsolkit.training.training_steps(model, x, y): step.total.backward()``."""
-    warnings.warn("maxmin_train_step is deprecated; iterate wsolkit.training.training_steps(model, x, y) and call "
-                  "step.total.backward() on each step", DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.maxmin.maxmin_train_step", "for step in wsolkit.training.training_steps(model, x, "
+                    "y): step.total.backward()")
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     core = model.module if ddp else model
     if not isinstance(core, MaxMin):

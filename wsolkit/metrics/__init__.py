@@ -45,7 +45,9 @@ from wsolkit.metrics.pixel import (
     pxap_from_histogram,
     threshold_index,
 )
-from wsolkit.metrics.pxap import binned_counts, pxap, pxap_from_counts
+from wsolkit.metrics.pxap import binned_counts as binned_counts  # deprecated (wsolkit._deprecation): out of __all__
+from wsolkit.metrics.pxap import pxap
+from wsolkit.metrics.pxap import pxap_from_counts as pxap_from_counts
 from wsolkit.metrics.road import ROADMeter, noisy_linear_imputation, road
 from wsolkit.metrics.sanity import (
     SanityResult,
@@ -104,7 +106,4 @@ __all__ = [
     "BLOC_PER_CLASS",
     "bloc_subset",
     "ModelSelector",
-    # deprecated aliases (one release)
-    "binned_counts",
-    "pxap_from_counts",
 ]

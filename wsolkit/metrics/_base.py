@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any
 
 import torch
 from torchmetrics import Metric
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError
+from wsolkit._deprecation import warn_deprecated
 
 __all__ = ["MetricDict", "WSOLMetric"]
 
@@ -50,7 +50,7 @@ class MetricDict(dict):
         new = _OLD_KEYS.get(key)
         if new is None or new not in self:
             raise KeyError(key)
-        warnings.warn(f"result key {key!r} is deprecated: use {new!r}", DeprecationWarning, stacklevel=2)
+        warn_deprecated(f"result key {key!r}", repr(new))
         return self[new]
 
     def __contains__(self, key: object) -> bool:
@@ -130,8 +130,7 @@ class WSOLMetric(Metric):
         """
         if args or set(kwargs) - {"group"}:
             return super().sync(*args, **kwargs)
-        warnings.warn("`meter.sync()` is deprecated: `meter.compute()` is already global under torch.distributed",
-                      DeprecationWarning, stacklevel=2)
+        warn_deprecated("meter.sync()", "meter.compute(), already global under torch.distributed")
         out = copy.deepcopy(self)
         import torch.distributed as dist
 

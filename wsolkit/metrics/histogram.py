@@ -35,6 +35,7 @@ from torch import nn
 
 from wsolkit import cams as cam_ops
 from wsolkit._checks import (
+    ShapeError,
     WSOLTypeError,
     WSOLValueError,
     check_finite,
@@ -348,6 +349,9 @@ def _histogram_update(
     cams = cams.detach()  # counts have no gradient; maps straight from a method's forward may carry a graph
     if cams.ndim == 4:
         cams = cam_ops.select(cams, labels)
+    if not normalize and cams.shape[-2:] != masks.shape[-2:]:
+        raise ShapeError(f"`cams` {tuple(cams.shape)} and `masks` {tuple(masks.shape)} differ in size: maps must "
+                         f"have the masks' (H, W), or pass normalize=True to upsample them (the protocol)")
     masks = masks.to(cams.device)
     if backend in ("auto", "cpu") and _fast_cpu(cams, masks, t, ignore_index):
         return _cpu_histogram(cams, masks, t, ignore_index, normalize, check_range)

@@ -35,6 +35,7 @@ import warnings
 import torch
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_number, check_tensor
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.metrics._base import MetricDict
 from wsolkit.metrics.histogram import _histogram_update, _histogram_validate
 
@@ -306,8 +307,7 @@ def localization_metrics(
         isinstance(cams, torch.Tensor) and isinstance(masks, torch.Tensor) and cams.ndim == 1 and masks.ndim == 1
         and not cams.is_floating_point()
     ):
-        warnings.warn("`localization_metrics(fg, bg)` is deprecated: use `histogram_metrics(fg, bg)`",
-                      DeprecationWarning, stacklevel=2)
+        warn_deprecated("localization_metrics(fg, bg)", "histogram_metrics(fg, bg)")
         thr = labels if isinstance(labels, float) or labels is None else threshold
         return histogram_metrics(cams, masks, thr, f1_threshold)
     t = _histogram_validate(cams, masks, num_thresholds, ignore_index, labels)

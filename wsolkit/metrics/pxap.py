@@ -11,6 +11,7 @@ import warnings
 
 import torch
 
+from wsolkit._deprecation import warn_deprecated
 from wsolkit.metrics.histogram import _histogram_update, _histogram_validate, localization_histogram
 from wsolkit.metrics.pixel import _pxap_compute, pxap_from_histogram
 
@@ -57,6 +58,13 @@ def pxap(
     """
     t = _histogram_validate(cams, masks, num_thresholds, ignore_index, labels)
     fg, bg = _histogram_update(cams, masks, t, ignore_index, labels, normalize, check_range=True)
+    if ignore_index is not None and int(fg.sum()) == 0 and bool((masks == ignore_index).any()):
+        warnings.warn(
+            f"PxAP is undefined (NaN): `masks` have no foreground pixel (value 1), only 0 and {ignore_index} = "
+            f"`ignore_index` (pixels left out). If your masks are 0/255 images with 255 as the foreground, convert "
+            f"them: masks = (masks == 255).to(torch.uint8) (or wsolkit.data.MaskConvention(foreground=255).decode)",
+            RuntimeWarning, stacklevel=2)
+        return float("nan")
     return _pxap_compute(fg, bg)
 
 
@@ -71,8 +79,7 @@ def binned_counts(
         >>> fg.tolist(), bg.tolist()
         ([0, 0, 0, 0, 1], [1, 0, 0, 0, 0])
     """
-    warnings.warn("`binned_counts` is deprecated: use `wsolkit.metrics.localization_histogram`",
-                  DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.metrics.binned_counts", "wsolkit.metrics.localization_histogram")
     return localization_histogram(cams, masks, num_thresholds, ignore_index)
 
 
@@ -84,6 +91,5 @@ def pxap_from_counts(fg_counts: torch.Tensor, bg_counts: torch.Tensor) -> float:
         >>> pxap_from_counts(torch.tensor([0, 0, 2]), torch.tensor([2, 0, 0]))
         100.0
     """
-    warnings.warn("`pxap_from_counts` is deprecated: use `wsolkit.metrics.pxap_from_histogram`",
-                  DeprecationWarning, stacklevel=2)
+    warn_deprecated("wsolkit.metrics.pxap_from_counts", "wsolkit.metrics.pxap_from_histogram")
     return pxap_from_histogram(fg_counts, bg_counts)

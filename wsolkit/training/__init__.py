@@ -1,49 +1,44 @@
-"""The training loop of the method protocol, over DataLoaders (or in-memory tensors), with evaluation and checkpoints.
+"""The training loop of the method protocol over DataLoaders, with evaluation and checkpoints.
 
-:func:`fit` is ``for step in training_steps(method, x, y): step.total.backward()`` per batch, plus what a real run
-needs: AMP on CUDA (``GradScaler``), gradient accumulation, a tqdm bar, a checkpoint each epoch (loaded with
-``torch.load(weights_only=True)``), ``resume=``, B-LOC / B-CL model selection on a validation loader
+:func:`fit` is ``for step in training_steps(method, x, y): step.total.backward()`` per batch and the method's
+life-cycle hooks (``method.on_epoch_end(epoch)`` after each epoch, ``method.on_fit_end(train_loader)`` at the end),
+plus what a real run needs: AMP on CUDA (``GradScaler``), gradient accumulation, tqdm bars, a checkpoint each epoch
+(loaded with ``torch.load(weights_only=True)``), ``resume=``, B-LOC / B-CL model selection on a validation loader
 (:class:`~wsolkit.metrics.ModelSelector`) and per-epoch metrics to a CSV or callbacks. Nothing is forced: the same
-three lines work in any loop (Lightning, a DDP script).
-
-Checkpoint format (a dict of tensors and plain Python values)::
-
-    {"format": "wsolkit-checkpoint-1", "method": name | None, "num_classes": K, "options": {...},
-     "state_dict": ..., "optimizer": ... | None, "scaler": ... | None, "scheduler": ... | None, "epoch": e,
-     "history": [per-epoch records], "wsolkit_version": "..."}
-
-:func:`load_method` rebuilds the method with ``wsolkit.create_method(method, num_classes, **options)``.
+loop works anywhere (Lightning, a DDP script) if it calls the two hooks. :func:`fit_tensors` trains on in-memory
+tensors. Checkpoints (:mod:`wsolkit.training.checkpoints`) record everything :func:`load_method` rebuilds the
+method from.
 """
 
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import torch
 
+from wsolkit._deprecation import deprecated_names
 from wsolkit.data.preprocessing import IMAGENET
-from wsolkit.training.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, load_method, save_checkpoint
+from wsolkit.training.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointMismatchError,
+    load_checkpoint,
+    load_method,
+    save_checkpoint,
+)
 from wsolkit.training.evaluation import evaluate, evaluate_maps, predict_maps
 from wsolkit.training.loop import fit, training_steps
+from wsolkit.training.tensors import fit_tensors, tensor_loader
 
-__all__ = ["training_steps", "fit", "evaluate", "predict_maps", "save_checkpoint", "load_checkpoint", "load_method",
-           "CHECKPOINT_FORMAT", "standardize", "evaluate_maps"]
-
-_DEPRECATED = {"IMAGENET_MEAN": IMAGENET.mean, "IMAGENET_STD": IMAGENET.std}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _DEPRECATED:
-        warnings.warn(f"wsolkit.training.{name} is deprecated: use wsolkit.data.preprocessing(model) (or "
-                      f"wsolkit.data.IMAGENET.{name.split('_')[1].lower()})", DeprecationWarning, stacklevel=2)
-        return _DEPRECATED[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["training_steps", "fit", "fit_tensors", "tensor_loader", "evaluate", "predict_maps", "save_checkpoint",
+           "load_checkpoint", "load_method", "CheckpointMismatchError", "CHECKPOINT_FORMAT", "evaluate_maps"]
 
 
-def standardize(images: torch.Tensor) -> torch.Tensor:
-    """Deprecated: ImageNet standardisation; use ``wsolkit.data.preprocessing(model)(images)``."""
-    warnings.warn("wsolkit.training.standardize is deprecated: use wsolkit.data.preprocessing(model)(images)",
-                  DeprecationWarning, stacklevel=2)
+def _standardize(images: torch.Tensor) -> torch.Tensor:
+    """ImageNet standardisation (deprecated name ``standardize``)."""
     return IMAGENET(images)
+
+
+__getattr__ = deprecated_names(__name__, {
+    "IMAGENET_MEAN": (IMAGENET.mean, "wsolkit.data.preprocessing(model).mean (or wsolkit.data.IMAGENET.mean)"),
+    "IMAGENET_STD": (IMAGENET.std, "wsolkit.data.preprocessing(model).std (or wsolkit.data.IMAGENET.std)"),
+    "standardize": (_standardize, "wsolkit.data.preprocessing(model)(images)"),
+})

@@ -1,10 +1,10 @@
-"""The training loop: :func:`fit` over a DataLoader (or in-memory tensors) and :func:`training_steps`."""
+"""The training loop: :func:`fit` over a DataLoader and :func:`training_steps`."""
 
 from __future__ import annotations
 
 import csv
-import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -14,10 +14,11 @@ import torch
 import torch.nn as nn
 
 from wsolkit._checks import WSOLTypeError, WSOLValueError, check_int
-from wsolkit.data.preprocessing import preprocessing
+from wsolkit._deprecation import warn_deprecated
+from wsolkit.method import _lifecycle_managed
 from wsolkit.output import LossOutput
-from wsolkit.training._common import _core, _device_of, _num_classes, _split_batch
-from wsolkit.training.checkpoints import load_checkpoint, save_checkpoint
+from wsolkit.training._common import _check_batch_labels, _core, _device_of, _num_classes, _split_batch
+from wsolkit.training.checkpoints import load_checkpoint, load_state, save_checkpoint
 from wsolkit.training.evaluation import _evaluate_loader
 
 __all__ = ["fit", "training_steps"]
@@ -46,85 +47,236 @@ def training_steps(method: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> 
 
 
 
-class _Preprocessed:
-    """In-memory tensors with flips/transposes (drawn from ``g``) and the model's normalisation."""
+def fit(
+    method: nn.Module,
+    train_loader: Iterable,
+    optimizer: torch.optim.Optimizer | None = None,
+    *args: Any,
+    epochs: int = 10,
+    val_loader: Iterable | None = None,
+    select: str | None = "b-loc",
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    scheduler: Any = None,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    accumulate: int = 1,
+    max_grad_norm: float | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    method_name: str | None = None,
+    method_options: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    classes: Sequence[str] | None = None,
+    preprocessing: Any = None,
+    metrics_csv: str | os.PathLike | None = None,
+    callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]] = (),
+    progress: bool | None = None,
+    **deprecated: Any,
+) -> dict[str, Any]:
+    """Train a method over a DataLoader: the protocol's loop plus the method's life-cycle hooks.
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool, g: torch.Generator, preprocess):
-        self.images, self.labels, self.augment, self.g, self.preprocess = images, labels, augment, g, preprocess
+    Per batch ``for step in training_steps(method, x, y): step.total.backward()``; after each epoch
+    ``method.on_epoch_end(epoch)`` (barrier schedules), validation, ``last.pt``; at the end the best epoch's weights
+    (with ``val_loader``), then ``method.on_fit_end(train_loader)`` (MaxMin's batch-norm statistics) before the last
+    and best checkpoints are written — so ``load_method(best.pt)`` is the method in memory. In-memory tensors:
+    :func:`~wsolkit.training.fit_tensors`.
 
-    def __len__(self) -> int:
-        return len(self.images)
+    Args:
+        method: a trainable method (or a DDP / ``torch.compile`` wrapper of one).
+        train_loader: batches ``(images, labels[, masks])`` of model-ready images (the datasets of
+            :mod:`wsolkit.data` apply ``preprocess=``); re-iterable (read again by ``on_fit_end``).
+        optimizer: default AdamW(``lr``, ``weight_decay``) over trainable parameters.
+        epochs: total epochs (with ``resume``: the run continues up to this count).
+        val_loader: evaluated after each epoch (needs masks for B-LOC).
+        select: ``"b-loc"`` (best PxAP), ``"b-cl"`` (best accuracy) or ``None``: with ``val_loader``, the best
+            epoch's weights are loaded into ``method`` at the end (and saved as ``best.pt`` with ``checkpoint_dir``).
+        scheduler: stepped after every optimizer step.
+        device: default: where the method's parameters are.
+        amp: mixed precision (default: on CUDA); gradients are scaled with ``torch.amp.GradScaler``.
+        accumulate: batches per optimizer step (each loss is divided by it).
+        max_grad_norm: clip the gradient norm before each optimizer step.
+        checkpoint_dir: ``last.pt`` written after each epoch (and ``best.pt``).
+        resume: a checkpoint to continue from (weights, optimizer, scaler, scheduler, epoch, history).
+        method_name, method_options, num_classes: stored in checkpoints (default: what
+            :func:`wsolkit.create_method` recorded on the method).
+        classes: class names stored in checkpoints (default: ``train_loader.dataset.classes`` when present).
+        preprocessing: the :class:`~wsolkit.data.Preprocessing` the loader applies, stored in checkpoints
+            (default: what the method declares, :func:`wsolkit.data.preprocessing`).
+        metrics_csv: one row per epoch appended.
+        callbacks: ``callback(record, method)`` after each epoch (TensorBoard, Lightning loggers, early stopping).
+        progress: tqdm bars, kept when done (default: when stderr is a terminal).
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[idx]
-        if self.augment:  # one draw per batch (histology has no canonical orientation)
-            for op in (lambda t: t.flip(-1), lambda t: t.flip(-2), lambda t: t.transpose(-1, -2)):
-                if torch.rand((), generator=self.g) < 0.5:
-                    x = op(x)
-        return self.preprocess(x), self.labels[idx]
-
-
-def _fit_tensors(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int = 10,
-                 batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
-                 augment: bool = True, progress: bool = False, device: str | torch.device = "cpu",
-                 preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[float]:
-    """The in-memory form of :func:`fit` (AdamW + one-cycle schedule); returns the mean loss of each epoch."""
-    preprocess = preprocess if preprocess is not None else preprocessing(model)
-    g = torch.Generator().manual_seed(seed)
-    data = _Preprocessed(images, labels, augment, g, preprocess)
-    n = images.shape[0]
-    steps_per_epoch = max(math.ceil(n / batch_size), 1)
-
-    class _Batches:  # a re-iterable "loader" drawing a fresh permutation per epoch from `g`
-        def __len__(self) -> int:
-            return steps_per_epoch
-
-        def __iter__(self):
-            perm = torch.randperm(n, generator=g)
-            return (data.batch(perm[i : i + batch_size]) for i in range(0, n, batch_size))
-
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
-    result = _fit_loader(model, _Batches(), opt, epochs=epochs, scheduler=sched, device=device, progress=progress,
-                         recalibrate=False)
-    recalibrate = getattr(model, "recalibrate_statistics", None)
-    if callable(recalibrate):  # batch-norm statistics recomputed with the final weights (MaxMin)
-        with torch.no_grad():
-            recalibrate(preprocess(images).to(device), batch_size=batch_size)
-    model.eval()
-    return [rec["loss"] for rec in result["history"]]
-
-
-def fit(method: nn.Module, train_loader: Any, optimizer: Any = None, *args: Any, **kwargs: Any) -> Any:
-    """Train a method: the protocol's loop over a DataLoader (or, for small data, over in-memory tensors).
-
-    **Loader form** — ``fit(method, train_loader, optimizer=None, *, epochs, val_loader=None, ...)`` — see
-    :func:`_fit_loader` for every option; batches are ``(images, labels[, masks])`` of model-ready images (the
-    datasets of :mod:`wsolkit.data` apply ``preprocess=``). Returns ``{"history": [per-epoch records], "selector":
-    ModelSelector | None, "checkpoint": last checkpoint path | None}``.
-
-    **Tensor form** — ``fit(method, images, labels, epochs=10, batch_size=32, lr=1e-3, weight_decay=1e-4, seed=0,
-    augment=True, progress=False, device="cpu", preprocess=None)`` with images ``(N, 3, H, W)`` in ``[0, 1]``:
-    AdamW with a one-cycle schedule, flips/transposes, the model's :func:`~wsolkit.data.preprocessing`; a method with
-    ``recalibrate_statistics`` (MaxMin) has it called at the end. Returns the mean training loss of each epoch.
+    Returns:
+        ``{"history": [per-epoch records], "selector": ModelSelector | None, "checkpoint": last.pt path | None}``.
 
     Example:
         >>> import wsolkit
         >>> from torch.utils.data import DataLoader, TensorDataset
         >>> m = wsolkit.create_method("gap", 2, backbone="smallcnn")
         >>> loader = DataLoader(TensorDataset(torch.rand(8, 3, 32, 32), torch.tensor([0, 1] * 4)), batch_size=4)
-        >>> len(fit(m, loader, epochs=2)["history"])
+        >>> len(fit(m, loader, epochs=2, progress=False)["history"])
         2
-        >>> len(fit(m, torch.rand(8, 3, 32, 32), torch.tensor([0, 1] * 4), epochs=1, batch_size=4))
-        1
     """
-    if isinstance(train_loader, torch.Tensor):
-        return _fit_tensors(method, train_loader, optimizer, *args, **kwargs)
+    if isinstance(train_loader, torch.Tensor):  # the tensor form of 0.2
+        from wsolkit.training.tensors import fit_tensors
+
+        warn_deprecated("fit(method, images, labels, ...)", "wsolkit.training.fit_tensors(method, images, labels, "
+                        "...)")
+        shared = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "progress": progress,
+                  "device": device if device is not None else "cpu"}
+        return fit_tensors(method, train_loader, optimizer, *args, **shared, **deprecated)  # type: ignore
     if args:
         raise WSOLTypeError("fit(method, train_loader, optimizer, *, epochs=..., ...): options are keyword-only")
-    return _fit_loader(method, train_loader, optimizer, **kwargs)
+    if "recalibrate" in deprecated:
+        deprecated.pop("recalibrate")
+        warn_deprecated("fit(..., recalibrate=)", "nothing: fit calls method.on_fit_end(train_loader), which "
+                        "recalibrates MaxMin")
+    if deprecated:
+        raise WSOLTypeError(f"fit() got unexpected keyword arguments {sorted(deprecated)}")
+    from wsolkit.metrics.selection import ModelSelector
+
+    epochs = check_int(epochs, "epochs", low=0)
+    accumulate = check_int(accumulate, "accumulate", low=1)
+    if select not in ("b-loc", "b-cl", None):
+        raise WSOLValueError(f"`select` must be 'b-loc', 'b-cl' or None, got {select!r}")
+    if hasattr(train_loader, "__len__") and len(train_loader) == 0:
+        raise WSOLValueError("`train_loader` is empty: it yields no batch (an empty dataset, or drop_last=True with "
+                             "fewer images than batch_size)")
+    core = _core(method)
+    device = torch.device(device) if device is not None else _device_of(method)
+    method.to(device)
+    amp = device.type == "cuda" if amp is None else bool(amp)
+    progress = sys.stderr.isatty() if progress is None else bool(progress)
+    if optimizer is None:
+        optimizer = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=lr,
+                                      weight_decay=weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    selector = ModelSelector(keep_states=checkpoint_dir is None) if val_loader is not None else None
+    history: list[dict[str, Any]] = []
+    start = 0
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume is not None:
+        ckpt = load_checkpoint(resume, device)
+        load_state(core, ckpt, resume)
+        for obj, key in ((optimizer, "optimizer"), (scaler, "scaler"), (scheduler, "scheduler")):
+            if obj is not None and ckpt.get(key) is not None:
+                obj.load_state_dict(ckpt[key])
+        start, history = int(ckpt.get("epoch", 0)), list(ckpt.get("history", []))
+        method_name = method_name or ckpt.get("method")
+        method_options = method_options if method_options is not None else ckpt.get("options")
+        num_classes = num_classes or ckpt.get("num_classes")
+        classes = classes if classes is not None else ckpt.get("classes")
+        for rec in history:
+            if selector is not None and "pxap" in rec:
+                selector.update(rec["epoch"], loc=rec["pxap"], cls=rec["accuracy"])
+    num_classes = num_classes or getattr(core, "method_num_classes", None) or _num_classes(method)
+    if classes is None:
+        classes = getattr(getattr(train_loader, "dataset", None), "classes", None)
+    meta = {"method_name": method_name, "num_classes": num_classes, "options": method_options,
+            "classes": list(classes) if classes is not None else None, "preprocessing": preprocessing}
+    run = _Run(method, optimizer, scaler, scheduler, device, amp, accumulate, max_grad_norm, num_classes, progress)
+    last = None
+    with _lifecycle_managed(core):
+        for epoch in range(start, epochs):
+            record = run.epoch(train_loader, epoch, epochs)
+            _hook(core, "on_epoch_end", epoch)
+            if val_loader is not None:
+                res = _evaluate_loader(method, val_loader, device=device, amp=amp, progress=progress)
+                record.update(accuracy=res["accuracy"], pxap=res["pxap"], n_loc=res["n_loc"])
+                improved = selector.update(epoch, loc=res["pxap"], cls=res["accuracy"], model=core)
+                if select is not None and improved[select] and ckpt_dir is not None:
+                    save_checkpoint(ckpt_dir / "best.pt", method, epoch=epoch + 1, history=history + [record], **meta)
+            history.append(record)
+            if ckpt_dir is not None:
+                last = save_checkpoint(ckpt_dir / "last.pt", method, optimizer=optimizer, scaler=scaler,
+                                       scheduler=scheduler, epoch=epoch + 1, history=history, **meta)
+            if metrics_csv is not None:
+                _write_csv(Path(metrics_csv), record)
+            for cb in callbacks:
+                cb(record, method)
+        if epochs > start:
+            _finish(method, train_loader, selector, select, ckpt_dir, device, meta, optimizer, scaler, scheduler,
+                    history)
+    method.eval()
+    return {"history": history, "selector": selector, "checkpoint": last}
+
+
+def _hook(core: nn.Module, name: str, arg: Any) -> None:
+    fn = getattr(core, name, None)
+    if callable(fn):
+        fn(arg)
+
+
+def _finish(method: nn.Module, train_loader: Iterable, selector: Any, select: str | None, ckpt_dir: Path | None,
+            device: torch.device, meta: dict[str, Any], optimizer: Any, scaler: Any, scheduler: Any,
+            history: list[dict[str, Any]]) -> None:
+    """``on_fit_end`` on the last weights (then ``last.pt``) and on the best weights (then ``best.pt``)."""
+    core = _core(method)
+    _hook(core, "on_fit_end", train_loader)
+    if ckpt_dir is not None:
+        save_checkpoint(ckpt_dir / "last.pt", method, optimizer=optimizer, scaler=scaler, scheduler=scheduler,
+                        epoch=history[-1]["epoch"] + 1, history=history, **meta)
+    if selector is None or select is None or not selector.history:
+        return
+    best = selector.best(select)
+    if best["epoch"] == history[-1]["epoch"]:  # the last epoch is the best: its weights are already final
+        state = None
+    elif ckpt_dir is not None and (ckpt_dir / "best.pt").is_file():
+        state = load_checkpoint(ckpt_dir / "best.pt", device)
+    elif selector.keep_states:
+        state = {"state_dict": selector.state(select)}
+    else:
+        return
+    if state is not None:
+        load_state(core, state, "the best epoch's weights")
+        _hook(core, "on_fit_end", train_loader)
+    if ckpt_dir is not None:
+        save_checkpoint(ckpt_dir / "best.pt", method, epoch=best["epoch"] + 1,
+                        history=[r for r in history if r["epoch"] <= best["epoch"]], **meta)
+
+
+class _Run:
+    """One epoch of training batches (AMP, accumulation, clipping, the optimizer and scheduler steps)."""
+
+    def __init__(self, method, optimizer, scaler, scheduler, device, amp, accumulate, max_grad_norm, num_classes,
+                 progress):
+        self.method, self.optimizer, self.scaler, self.scheduler = method, optimizer, scaler, scheduler
+        self.device, self.amp, self.accumulate, self.max_grad_norm = device, amp, accumulate, max_grad_norm
+        self.num_classes, self.progress = num_classes, progress
+
+    def epoch(self, loader: Iterable, epoch: int, epochs: int) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        method, device = self.method, self.device
+        method.train()
+        t0 = time.perf_counter()
+        total, count, n_batches = 0.0, 0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not self.progress, leave=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        for batch in bar:
+            x, y, _ = _split_batch(batch)
+            _check_batch_labels(y, self.num_classes)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            steps, loss = training_steps(method, x, y), 0.0
+            while True:  # the forward of each step runs under autocast, its backward outside
+                with torch.autocast(device.type, enabled=self.amp):
+                    step = next(steps, None)
+                if step is None:
+                    break
+                self.scaler.scale(step.total / self.accumulate).backward()
+                loss += float(step.total.detach())
+            n_batches += 1
+            if n_batches % self.accumulate == 0:
+                _optimizer_step(method, self.optimizer, self.scaler, self.scheduler, self.max_grad_norm)
+            total += loss * len(y)
+            count += len(y)
+            bar.set_postfix(loss=f"{total / count:.3f}")
+        if n_batches == 0:
+            raise WSOLValueError("`train_loader` yielded no batch: nothing to train on (an empty dataset?)")
+        if n_batches % self.accumulate:  # the last, incomplete accumulation
+            _optimizer_step(method, self.optimizer, self.scaler, self.scheduler, self.max_grad_norm)
+        return {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - t0}
 
 
 def _optimizer_step(method: nn.Module, optimizer: Any, scaler: Any, scheduler: Any, max_grad_norm: float | None):
@@ -146,142 +298,3 @@ def _write_csv(path: Path, record: dict[str, Any]) -> None:
         if new:
             w.writeheader()
         w.writerow(record)
-
-
-def _fit_loader(
-    method: nn.Module,
-    train_loader: Iterable,
-    optimizer: torch.optim.Optimizer | None = None,
-    *,
-    epochs: int = 10,
-    val_loader: Iterable | None = None,
-    select: str | None = "b-loc",
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    scheduler: Any = None,
-    device: str | torch.device | None = None,
-    amp: bool | None = None,
-    accumulate: int = 1,
-    max_grad_norm: float | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
-    method_name: str | None = None,
-    method_options: dict[str, Any] | None = None,
-    num_classes: int | None = None,
-    metrics_csv: str | os.PathLike | None = None,
-    callbacks: Sequence[Callable[[dict[str, Any], nn.Module], None]] = (),
-    progress: bool = False,
-    recalibrate: bool = False,
-) -> dict[str, Any]:
-    """``fit`` over a loader.
-
-    Args:
-        method: a trainable method.
-        train_loader: batches ``(images, labels[, masks])``.
-        optimizer: default AdamW(``lr``, ``weight_decay``) over trainable parameters.
-        epochs: total epochs (with ``resume``: the run continues up to this count).
-        val_loader: evaluated after each epoch with :func:`evaluate` (needs masks for B-LOC).
-        select: ``"b-loc"`` (best PxAP), ``"b-cl"`` (best accuracy) or ``None``: with ``val_loader``, the best
-            epoch's weights are loaded into ``method`` at the end (and saved as ``best.pt`` with ``checkpoint_dir``).
-        scheduler: stepped after every optimizer step.
-        device: default: where the method's parameters are.
-        amp: mixed precision (default: on CUDA); gradients are scaled with ``torch.amp.GradScaler``.
-        accumulate: batches per optimizer step (each loss is divided by it).
-        max_grad_norm: clip the gradient norm before each optimizer step.
-        checkpoint_dir: ``last.pt`` written after each epoch (and ``best.pt``).
-        resume: a checkpoint to continue from (weights, optimizer, scaler, scheduler, epoch, history).
-        method_name, method_options, num_classes: stored in checkpoints for :func:`load_method`.
-        metrics_csv: one row per epoch appended.
-        callbacks: ``callback(record, method)`` after each epoch (TensorBoard, Lightning loggers, early stopping).
-        progress: tqdm bars.
-        recalibrate: call ``method.recalibrate_statistics`` (MaxMin) at the end on the training images, gathered
-            from ``train_loader`` into memory (for small sets; the tensor form of :func:`fit` always does it).
-    """
-    from tqdm.auto import tqdm
-
-    from wsolkit.metrics.selection import ModelSelector
-
-    epochs = check_int(epochs, "epochs", low=0)
-    accumulate = check_int(accumulate, "accumulate", low=1)
-    if select not in ("b-loc", "b-cl", None):
-        raise WSOLValueError(f"`select` must be 'b-loc', 'b-cl' or None, got {select!r}")
-    device = torch.device(device) if device is not None else _device_of(method)
-    method.to(device)
-    amp = device.type == "cuda" if amp is None else bool(amp)
-    if optimizer is None:
-        optimizer = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=lr,
-                                      weight_decay=weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
-    selector = ModelSelector(keep_states=checkpoint_dir is None) if val_loader is not None else None
-    history: list[dict[str, Any]] = []
-    start = 0
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if resume is not None:
-        ckpt = load_checkpoint(resume, device)
-        _core(method).load_state_dict(ckpt["state_dict"])
-        for obj, key in ((optimizer, "optimizer"), (scaler, "scaler"), (scheduler, "scheduler")):
-            if obj is not None and ckpt.get(key) is not None:
-                obj.load_state_dict(ckpt[key])
-        start, history = int(ckpt.get("epoch", 0)), list(ckpt.get("history", []))
-        method_name = method_name or ckpt.get("method")
-        method_options = method_options if method_options is not None else ckpt.get("options")
-        num_classes = num_classes or ckpt.get("num_classes")
-        for rec in history:
-            if selector is not None and "pxap" in rec:
-                selector.update(rec["epoch"], loc=rec["pxap"], cls=rec["accuracy"])
-    last = None
-    for epoch in range(start, epochs):
-        method.train()
-        t0 = time.perf_counter()
-        total, count, n_batches = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=False)
-        optimizer.zero_grad(set_to_none=True)
-        for batch in bar:
-            x, y, _ = _split_batch(batch)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            steps, loss = training_steps(method, x, y), 0.0
-            while True:  # the forward of each step runs under autocast, its backward outside
-                with torch.autocast(device.type, enabled=amp):
-                    step = next(steps, None)
-                if step is None:
-                    break
-                scaler.scale(step.total / accumulate).backward()
-                loss += float(step.total.detach())
-            n_batches += 1
-            if n_batches % accumulate == 0:
-                _optimizer_step(method, optimizer, scaler, scheduler, max_grad_norm)
-            total += loss * len(y)
-            count += len(y)
-            bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
-        if n_batches % accumulate:  # the last, incomplete accumulation
-            _optimizer_step(method, optimizer, scaler, scheduler, max_grad_norm)
-        if num_classes is None:
-            num_classes = _num_classes(method)
-        record: dict[str, Any] = {"epoch": epoch, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
-        if val_loader is not None:
-            res = _evaluate_loader(method, val_loader, device=device, amp=amp, progress=progress)
-            record.update(accuracy=res["accuracy"], pxap=res["pxap"], n_loc=res["n_loc"])
-            improved = selector.update(epoch, loc=res["pxap"], cls=res["accuracy"], model=_core(method))
-            if select is not None and improved[select] and ckpt_dir is not None:
-                save_checkpoint(ckpt_dir / "best.pt", method, method_name=method_name, num_classes=num_classes,
-                                options=method_options, epoch=epoch + 1, history=history + [record])
-        history.append(record)
-        if ckpt_dir is not None:
-            last = save_checkpoint(ckpt_dir / "last.pt", method, method_name=method_name, num_classes=num_classes,
-                                   options=method_options, optimizer=optimizer, scaler=scaler,
-                                   scheduler=scheduler, epoch=epoch + 1, history=history)
-        if metrics_csv is not None:
-            _write_csv(Path(metrics_csv), record)
-        for cb in callbacks:
-            cb(record, method)
-    if selector is not None and select is not None and selector.history:
-        if ckpt_dir is not None and (ckpt_dir / "best.pt").is_file():
-            _core(method).load_state_dict(load_checkpoint(ckpt_dir / "best.pt", device)["state_dict"])
-        elif selector.keep_states:
-            _core(method).load_state_dict(selector.state(select))
-    rec_fn = getattr(_core(method), "recalibrate_statistics", None)
-    if recalibrate and callable(rec_fn) and epochs > start:  # needs the training images in memory
-        with torch.no_grad():
-            rec_fn(torch.cat([_split_batch(b)[0] for b in train_loader]).to(device))
-    method.eval()
-    return {"history": history, "selector": selector, "checkpoint": last}
