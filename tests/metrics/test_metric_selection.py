@@ -65,6 +65,7 @@ def test_public_api_surface():
         "BLOC_PER_CLASS", "bloc_subset", "ModelSelector", "histogram_metrics", "classification_metrics", "MetricDict",
         "confidence_change", "deletion_insertion", "road", "noisy_linear_imputation", "ConfidenceChangeMeter",
         "DeletionInsertionMeter", "ROADMeter", "model_randomization", "SanityResult", "spearman", "ssim",
+        "froc", "FROCResult", "evaluation_mask", "itc_labels", "slide_auc",
     ])
     for name in m.__all__:
         assert hasattr(m, name)
