@@ -66,6 +66,7 @@ def test_public_api_surface():
         "confidence_change", "deletion_insertion", "road", "noisy_linear_imputation", "ConfidenceChangeMeter",
         "DeletionInsertionMeter", "ROADMeter", "model_randomization", "SanityResult", "spearman", "ssim",
         "spearman_abs", "hog", "hog_similarity", "LocalizationScalar", "PxAP", "PeakIoU", "F1Pos", "F1Neg",
+        "froc", "FROCResult", "evaluation_mask", "itc_labels", "slide_auc",
     ])
     for name in m.__all__:
         assert hasattr(m, name)

@@ -161,3 +161,48 @@ def test_public_surface_and_moved_names():
             assert getattr(camelyon, name) is getattr(readers, name)
     with pytest.raises(AttributeError):
         wsi.no_such_name
+
+
+def _truncated_tiff(tmp_path):
+    rng = np.random.default_rng(0)
+    p = write_pyramidal_tiff(tmp_path / "t.tif", rng.integers(0, 255, (768, 1024, 3), np.uint8), num_levels=2,
+                             tile=64, compression="jpeg")
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    return p
+
+
+def test_failed_read_leaves_no_pending_zarr_task(tmp_path):
+    import asyncio
+
+    pytest.importorskip("tiffslide")
+    zsync = pytest.importorskip("zarr.core.sync")
+    r = TiffSlideReader(_truncated_tiff(tmp_path))
+    with pytest.raises(CorruptTileError):
+        r.read_region((0, 0), 0, (1024, 768))
+    loop = zsync.loop[0]
+
+    async def pending():
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+    assert asyncio.run_coroutine_threadsafe(pending(), loop).result(10) == []
+    assert r.read_region((0, 0), 0, (64, 64)).shape == (64, 64, 4)  # the reader still reads intact tiles
+
+
+@pytest.mark.slow
+def test_truncated_tiff_gives_one_clear_error_without_a_stderr_flood(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("tiffslide")
+    p = _truncated_tiff(tmp_path)
+    code = ("from wsolkit.wsi import TiffSlideReader, CorruptTileError\n"
+            f"r = TiffSlideReader({str(p)!r})\n"
+            "try:\n    r.read_region((0, 0), 0, (1024, 768))\n"
+            "except CorruptTileError as e:\n    print('CorruptTileError')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    for _ in range(3):  # the flood depended on timing (pending tasks at exit): several runs
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert out.stdout.strip() == "CorruptTileError"
+        assert "Task" not in out.stderr and len(out.stderr.splitlines()) <= 3, out.stderr[:2000]

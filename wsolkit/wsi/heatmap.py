@@ -24,7 +24,6 @@ from torch.utils.data import DataLoader
 
 from wsolkit._checks import ShapeError, WSOLTypeError, WSOLValueError, check_int
 from wsolkit._modules import num_classes_of
-from wsolkit.data.preprocessing import Preprocessing, preprocessing
 from wsolkit.inference import localize
 from wsolkit.wsi.readers import open_slide, resolve_level
 from wsolkit.wsi.tiling import TileDataset, TileGrid
@@ -96,6 +95,8 @@ def resolve_preprocess(model: nn.Module, preprocess: Callable | None = None,
         >>> f(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)).flatten().tolist()
         [1.0, 1.0, 1.0]
     """
+    from wsolkit.data.preprocessing import Preprocessing, preprocessing  # data/camelyon imports wsi: no cycle
+
     if preprocess is not None:
         if not callable(preprocess):
             raise WSOLTypeError(f"`preprocess` must be callable, got {type(preprocess).__name__}")

@@ -16,6 +16,7 @@ resize factor.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -303,11 +304,63 @@ class _FileReader:
         return f"{type(self).__name__}({str(self.path)!r}, level_dimensions={self._dims}, mpp={self.mpp})"
 
 
+class _ZarrTaskNoise(logging.Filter):
+    """Drops asyncio's reports of zarr's own read tasks (``Task exception was never retrieved`` / ``Task was destroyed
+    but it is pending``): when one tile of a region fails to decode, zarr's concurrent reads of the other tiles are
+    abandoned and asyncio logs each of them (hundreds of stderr lines) around the one :class:`CorruptTileError`
+    wsolkit raises. Other asyncio records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - never fail logging
+            return True
+        noise = msg.startswith(("Task exception was never retrieved", "Task was destroyed but it is pending"))
+        return not (noise and "zarr" in msg)
+
+
+_ZARR_FILTER = _ZarrTaskNoise()
+
+
+def _settle_zarr_tasks(timeout: float = 10.0) -> None:
+    """After a failed read, cancel and await zarr's abandoned tile reads on its I/O loop, so that none is left
+    pending (reported at exit as ``coroutine ... was never awaited`` / ``Event loop is closed``) or unretrieved."""
+    import asyncio
+
+    try:
+        from zarr.core import sync as zsync  # zarr >= 3: one background event loop
+        loop = zsync.loop[0]
+    except (ImportError, AttributeError, IndexError, TypeError):
+        return
+    if loop is None or not loop.is_running() or loop.is_closed():
+        return
+
+    async def drain() -> None:
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout)
+    except Exception:  # noqa: BLE001 - best effort: the read error is what matters
+        pass
+
+
+def _quiet_zarr_tasks() -> None:
+    log = logging.getLogger("asyncio")
+    if _ZARR_FILTER not in log.filters:
+        log.addFilter(_ZARR_FILTER)
+
+
 class TiffSlideReader(_FileReader):
     """A :class:`SlideReader` over a file read with tiffslide (TIFF, SVS, NDPI, ... — the default backend).
 
     Needs the optional extra ``wsi`` (``tiffslide``, ``tifffile``, ``imagecodecs``, ``zarr``), imported when a
-    reader is created, not with wsolkit. Picklable: a copy (e.g. in a DataLoader worker) reopens the file.
+    reader is created, not with wsolkit. Picklable: a copy (e.g. in a DataLoader worker) reopens the file. Opening
+    one adds a filter to the ``asyncio`` logger that drops only the reports of zarr's abandoned read tasks after a
+    tile fails to decode (see :class:`CorruptTileError`).
 
     Args:
         path: the slide file.
@@ -330,6 +383,7 @@ class TiffSlideReader(_FileReader):
             import tiffslide
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError('reading slide files needs tiffslide: `pip install "wsolkit[wsi]"`') from e
+        _quiet_zarr_tasks()
         try:
             return tiffslide.TiffSlide(str(self.path))
         except Exception as e:  # noqa: BLE001
@@ -338,7 +392,11 @@ class TiffSlideReader(_FileReader):
             raise CorruptTileError(f"cannot open {str(self.path)!r} as a slide: {type(e).__name__}: {e}") from e
 
     def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        return self._slide.read_region(location, level, size, as_array=True)
+        try:
+            return self._slide.read_region(location, level, size, as_array=True)
+        except Exception:
+            _settle_zarr_tasks()
+            raise
 
 
 class OpenSlideReader(_FileReader):
