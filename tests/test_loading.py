@@ -141,3 +141,19 @@ def test_load_model_specs(tmp_path):
         load_model(tmp_path / "none.pt")
     with pytest.raises(ValueError, match="timm:NAME"):
         load_classifier("resnet18")
+
+
+def test_hugging_face_spec(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    vit = transformers.ViTForImageClassification(transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=3)).eval()
+    vit.save_pretrained(tmp_path / "vit")
+    m = load_model(f"hf:{tmp_path / 'vit'}", method="gradcam")
+    x = torch.rand(2, 3, 32, 32)
+    assert m.num_classes == 3
+    torch.testing.assert_close(m(x).logits, vit(x).logits)
+    assert wsolkit.localize(m, x, 2).maps.shape == (2, 32, 32)
+    with pytest.raises(ValueError, match="Hugging Face"):
+        load_model(f"hf:{tmp_path / 'none'}")

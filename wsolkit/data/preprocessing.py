@@ -17,11 +17,11 @@ A wsolkit method wrapping one of these is searched through its sub-modules (``.c
 (``method.preprocessing``), so it comes first.
 
 **The one rule.** Training (:func:`wsolkit.training.fit`), evaluation, prediction
-(:func:`~wsolkit.training.predict_maps`, ``wsolkit predict``) and whole slides (:func:`wsolkit.wsi.heatmap`, ``wsolkit
-slide``) all call :func:`preprocessing` and nothing else, so the same pixel reaches the same model as the same number
-everywhere. When nothing is declared, the fallback is :data:`IMAGENET` — said here and nowhere else — with a
-:class:`PreprocessingWarning` naming the model (wsolkit's own :class:`~wsolkit.backbones.SmallCNN`, never pretrained,
-uses it by convention without a warning).
+(:func:`~wsolkit.training.predict_maps`, ``wsolkit predict``) and whole slides (:func:`wsolkit.wsi.heatmap`,
+``wsolkit slide``) all call :func:`preprocessing` and nothing else, so the same pixel reaches the same model as the
+same number everywhere. When nothing is declared, the fallback is :data:`IMAGENET` — said here and nowhere else —
+with a :class:`PreprocessingWarning` naming the model (wsolkit's own :class:`~wsolkit.backbones.SmallCNN`, never
+pretrained, uses it by convention without a warning).
 """
 
 from __future__ import annotations
