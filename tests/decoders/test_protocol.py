@@ -68,7 +68,8 @@ def test_normalization_sources_and_unnormalize():
     # smallcnn: the statistics fit() trains it with (wsolkit.data.preprocessing's convention)
     assert input_normalization_of(clf) == (wsolkit.data.IMAGENET.mean, wsolkit.data.IMAGENET.std)
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
-    assert input_normalization_of(plain) is None  # declares nothing: inputs taken to be in [0, 1]
+    with pytest.warns(wsolkit.data.PreprocessingWarning):  # declares nothing: the one fallback, as fit feeds it
+        assert input_normalization_of(plain) == (wsolkit.data.IMAGENET.mean, wsolkit.data.IMAGENET.std)
     resnet = wsolkit.create_method("gap", 2, backbone="resnet18")
     cfg = resnet.backbone.body.pretrained_cfg
     assert input_normalization_of(resnet) == (tuple(cfg["mean"]), tuple(cfg["std"]))

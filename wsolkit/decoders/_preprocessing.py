@@ -12,19 +12,21 @@ import torch
 import torch.nn as nn
 
 from wsolkit._checks import WSOLValueError
-from wsolkit.data.preprocessing import IMAGENET, Preprocessing, preprocessing
+from wsolkit.data.preprocessing import Preprocessing, preprocessing
 
 __all__: list[str] = []
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 
 
-def input_normalization_of(classifier: nn.Module, explicit: Any = None) -> Normalization | None:
-    """``(mean, std)`` the classifier's inputs were standardised with, or ``None`` when nothing declares it.
+def input_normalization_of(classifier: nn.Module, explicit: Any = None) -> Normalization:
+    """``(mean, std)`` the classifier's inputs were standardised with — the one preprocessing rule.
 
     ``explicit`` (a ``(mean, std)`` pair, a Hugging Face image processor or its config, torchvision weights or a
     :class:`~wsolkit.data.Preprocessing`) wins; otherwise :func:`wsolkit.data.preprocessing` reads the classifier
-    (timm ``pretrained_cfg``, wsolkit's own backbones — the statistics :func:`wsolkit.training.fit` used).
+    (timm ``pretrained_cfg``, wsolkit's own backbones, a checkpoint's recorded transform — the statistics
+    :func:`wsolkit.training.fit` used), with its one fallback (ImageNet, and a ``PreprocessingWarning``) for a
+    classifier that declares nothing: the CRF sees the image the classifier was fed.
     """
     if explicit is not None:
         if isinstance(explicit, Sequence) and not isinstance(explicit, str) and len(explicit) == 2:
@@ -38,8 +40,8 @@ def input_normalization_of(classifier: nn.Module, explicit: Any = None) -> Norma
                     f"Hugging Face image processor, torchvision weights or a mapping with mean/std ({e})"
                 ) from None
         return prep.mean, prep.std
-    prep = preprocessing(classifier, warn=False)
-    return None if prep.source == IMAGENET.source else (prep.mean, prep.std)  # the bare fallback: declared nothing
+    prep = preprocessing(classifier)
+    return prep.mean, prep.std
 
 
 def unnormalize_to_255(x: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:

@@ -7,7 +7,6 @@ and the skip features); the hooks exist only inside :meth:`FCAM.forward`.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -169,12 +168,6 @@ class FCAM(WSOLMethod):
             raise WSOLValueError(f"`encoder` names {missing} are not sub-modules of `classifier`")
         norm = input_normalization_of(classifier, input_normalization)
         self.input_normalization = norm
-        if norm is None and getattr(objective, "crf", None) is not None:
-            warnings.warn(
-                "the classifier declares no input normalisation (timm pretrained_cfg); the CRF takes the inputs "
-                "to be in [0, 1]. Pass input_normalization=(mean, std) if they are standardised",
-                stacklevel=3,
-            )
         self.freeze_classifier = bool(freeze_classifier)
         if self.freeze_classifier:
             for p in self._frozen_parameters():
