@@ -1,9 +1,12 @@
 """Render every figure of the docs from the synthetic benchmark, with the library itself (fixed seeds, CPU).
 
-One command regenerates them all (a few minutes on 2 cores)::
+One command regenerates them all::
 
     python -m wsolkit.figures --out docs/img                 # every figure
     python -m wsolkit.figures --out /tmp/img --only grid,metrics --cache /tmp/wsolkit-fig-cache
+
+Training the 20 small models is most of the time (F-CAM / NEGEV's CRF, ACoL and MaxMin's erasing passes dominate);
+``--cache DIR`` keeps their weights, so that re-rendering a figure retrains nothing.
 
 Each figure is one function ``figure_<name>(zoo, out)``; the models are trained once by a :class:`Zoo` (the shared
 loop, :func:`wsolkit.training.fit`, over a DataLoader) and reused by every figure that shows them. Maps come from
@@ -266,7 +269,7 @@ def _overlay(image: Any, cam: Any, mask: Any = None, alpha: float = 0.6) -> np.n
         out_mask = cv2.resize((m == 1).astype(np.uint8), up, interpolation=cv2.INTER_NEAREST)
     return overlay(cv2.resize(img, up, interpolation=cv2.INTER_CUBIC),
                    cv2.resize(cam.astype(np.float32), up, interpolation=cv2.INTER_LINEAR), out_mask, alpha=alpha,
-                   colormap=cv2.COLORMAP_VIRIDIS, contour_color=(255, 255, 255))
+                   colormap=cv2.COLORMAP_VIRIDIS, contour_color=(255, 255, 255), contour_thickness=SCALE - 1)
 
 
 def _save(fig: Any, path: Path, dpi: int = 100) -> Path:
@@ -295,7 +298,7 @@ NAMES = {"gap": "GAP", "max": "MAX", "lse": "LSE", "wildcat": "WILDCAT", "prm": 
 
 
 def _method_grid(zoo: Zoo, kinds: Sequence[str], methods: Sequence[str], out: Path, title: str,
-                 per_kind: int = 2, pxap: Callable[[str, str], str] | None = None) -> Path:
+                 per_kind: int = 2, pxap: Callable[[str, str], str] | None = None, cell: float = 1.1) -> Path:
     """Rows: test images of each kind with the ground-truth contour; columns: methods; PxAP under each column."""
     from wsolkit.data.synthetic import CLASS_NAMES
     from wsolkit.viz import map_grid
@@ -310,11 +313,12 @@ def _method_grid(zoo: Zoo, kinds: Sequence[str], methods: Sequence[str], out: Pa
         for m in methods:
             cols[NAMES.get(m, m)].append(zoo.test_maps(kind, m)[1][idx])
     pxap = pxap or (lambda kind, m: f"{zoo.pxap(kind, m):.1f}")
-    captions = {NAMES.get(m, m): "PxAP " + " / ".join(pxap(k, m) for k in kinds) for m in methods}
+    prefix = "" if len(kinds) > 1 else "PxAP "  # several kinds: the title says the order
+    captions = {NAMES.get(m, m): prefix + " / ".join(pxap(k, m) for k in kinds) for m in methods}
     base = " / ".join(f"{baseline_pxap(zoo.data(k, 'test')[2]):.1f}" for k in kinds)
     fig = map_grid(torch.cat(images), {k: torch.cat(v) for k, v in cols.items()}, torch.cat(masks),
-                   captions=captions, row_labels=labels, scale=3,
-                   title=f"{title}\nPxAP ({' / '.join(kinds)}) under each column; all-ones baseline {base}; "
+                   captions=captions, row_labels=labels, scale=3, cell=cell, fontsize=9,
+                   title=f"{title}\nPxAP ({' / '.join(kinds)}) under each column, all-ones baseline {base}\n"
                          f"{zoo.budget.text()}")
     return _save(fig, out)
 
@@ -323,7 +327,7 @@ def figure_grid(zoo: Zoo, out: Path) -> Path:
     """The home page / README grid: glas and camelyon test images × methods of every family."""
     methods = ("gap", "wildcat", "maxmin", "fcam", "negev", "gradcam", "gradcam++", "scorecam")
     return _method_grid(zoo, ("glas", "camelyon"), methods, out / "methods_grid.png",
-                        "Maps of the true class over synthetic test images (white: ground-truth contour)")
+                        "Maps of the true class over synthetic test images (white: ground-truth contour)", cell=1.15)
 
 
 def figure_heads(zoo: Zoo, out: Path) -> Path:
@@ -356,14 +360,14 @@ def figure_explainers(zoo: Zoo, out: Path) -> Path:
         method = zoo.model(kind, m)
         if m in SLOW_EXPLAINERS:
             maps = compute_maps(method, xt[idx], yt[idx])[1]
-            captions[NAMES[m]] = "PxAP (3 imgs)\n" + f"{pxap_of(maps, mt[idx]):.1f}"
+            captions[NAMES[m]] = f"PxAP {pxap_of(maps, mt[idx]):.1f}*"
         else:
             maps = zoo.test_maps(kind, m)[1][idx]
             captions[NAMES[m]] = f"PxAP {zoo.pxap(kind, m):.1f}"
         cols[NAMES[m]] = maps
-    fig = map_grid(xt[idx], cols, mt[idx], captions=captions, scale=3,
-                   title="Top-down explainers over one trained GAP classifier (glas); PxAP on the test split "
-                         f"(SS-CAM, IS-CAM: on the 3 images shown)\n{zoo.budget.text()}")
+    fig = map_grid(xt[idx], cols, mt[idx], captions=captions, scale=3, cell=1.15, fontsize=9,
+                   title="Top-down explainers over one trained GAP classifier (glas)\nPxAP on the test split "
+                         f"(*SS-CAM, IS-CAM: on the 3 images shown)\n{zoo.budget.text()}")
     return _save(fig, out / "explainers_maps.png")
 
 

@@ -33,6 +33,7 @@ def overlay(
     alpha: float = 0.5,
     colormap: int = cv2.COLORMAP_JET,
     contour_color: tuple[int, int, int] = (0, 255, 0),
+    contour_thickness: int = 1,
 ) -> np.ndarray:
     """Blend a normalised CAM (OpenCV colormap) over an image and draw the ground-truth mask contour.
 
@@ -43,6 +44,7 @@ def overlay(
         alpha: weight of the heat map.
         colormap: an OpenCV colormap id.
         contour_color: RGB colour of the mask contour.
+        contour_thickness: line width of the contour in pixels.
 
     Returns:
         An RGB uint8 array ``(H, W, 3)``.
@@ -66,7 +68,7 @@ def overlay(
         m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
         contours, _ = cv2.findContours((m == 1).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         out = np.ascontiguousarray(out)
-        cv2.drawContours(out, contours, -1, contour_color, 1)
+        cv2.drawContours(out, contours, -1, contour_color, int(contour_thickness))
     return out
 
 
@@ -231,6 +233,7 @@ def map_grid(
     title: str | None = None,
     colorbar: bool = True,
     scale: int = 1,
+    fontsize: float = 8,
 ) -> Any:
     """A grid of maps over images: one row per image, one column per map (a method, a step…), the ground-truth
     contour drawn on every cell and a caption (e.g. the column's PxAP) under each column.
@@ -252,6 +255,7 @@ def map_grid(
         colorbar: draw the colormap's scale (map value 0 → 1) on the right.
         scale: integer upsampling of every cell before drawing (images bicubic, maps bilinear, masks nearest), so
             that contours of small images are drawn finely.
+        fontsize: size of the column titles (captions, row labels and the title are scaled from it).
 
     Returns:
         The matplotlib figure.
@@ -288,6 +292,7 @@ def map_grid(
         if masks is not None:
             mk = np.stack([cv2.resize(m.astype(np.uint8), up, interpolation=cv2.INTER_NEAREST) for m in mk])
         size = (up[1], up[0])
+    thickness = max(1, int(scale) - 1)
     names = ([image_column] if image_column is not None else []) + list(cols)
     fig, axes = plt.subplots(n, len(names), figsize=(cell * len(names) + (0.5 if colorbar else 0), cell * n + 0.6),
                              squeeze=False)
@@ -296,24 +301,25 @@ def map_grid(
         for j, name in enumerate(names):
             ax = axes[i, j]
             if image_column is not None and j == 0:
-                cell_img = overlay(imgs[i], np.zeros(size, np.float32), mask, alpha=0.0, contour_color=contour_color)
+                cell_img = overlay(imgs[i], np.zeros(size, np.float32), mask, alpha=0.0, contour_color=contour_color,
+                                   contour_thickness=thickness)
             else:
                 cell_img = overlay(imgs[i], cols[name][i], mask, alpha=alpha, colormap=colormap,
-                                   contour_color=contour_color)
+                                   contour_color=contour_color, contour_thickness=thickness)
             ax.imshow(cell_img, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             for s in ax.spines.values():
                 s.set_visible(False)
             if i == 0:
-                ax.set_title(name, fontsize=8)
+                ax.set_title(name, fontsize=fontsize)
             if i == n - 1 and captions and name in captions:
-                ax.set_xlabel(captions[name], fontsize=7)
+                ax.set_xlabel(captions[name], fontsize=fontsize)
         if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=fontsize * 0.9)
     if title:
-        fig.suptitle(title, fontsize=9)
-    top = 1.0 - (0.05 + 0.16 * (title.count("\n") + 1)) / (cell * n + 0.6) if title else 1.0
+        fig.suptitle(title, fontsize=fontsize * 1.1)
+    top = 1.0 - (0.03 + 0.016 * fontsize * (title.count("\n") + 1)) / (cell * n + 0.6) if title else 1.0
     fig.tight_layout(rect=(0, 0, 0.97 if colorbar else 1, top), pad=0.3, w_pad=0.2, h_pad=0.2)
     if colorbar:
         lut = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], colormap)[::-1, :, ::-1]

@@ -75,9 +75,14 @@ def test_image_sizes():
 
 # ------------------------------------------------------------------------------------------ the figure script
 
-matplotlib = pytest.importorskip("matplotlib")
-matplotlib.use("Agg")
 TINY = dict(size=64, n_train=8, n_test=8, epochs=1, batch_size=8, width=4)
+
+
+@pytest.fixture
+def agg():
+    """matplotlib (the ``viz`` extra) with a file backend; the image checks above do not need it."""
+    mpl = pytest.importorskip("matplotlib")
+    mpl.use("Agg")
 
 
 def _png(path: Path) -> tuple[int, int]:
@@ -88,7 +93,7 @@ def _png(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def test_viz_map_grid_values():
+def test_viz_map_grid_values(agg):
     """The grid draws each map where it belongs: a map that is 1 on the left half only lights the left half."""
     from wsolkit.viz import map_grid
 
@@ -102,7 +107,7 @@ def test_viz_map_grid_values():
         map_grid(torch.zeros(2, 3, 16, 16), {"half": maps})
 
 
-def test_plot_precision_recall_marks_operating_point():
+def test_plot_precision_recall_marks_operating_point(agg):
     from wsolkit.metrics import localization_metrics
     from wsolkit.viz import plot_precision_recall, plot_threshold_curves
 
@@ -119,7 +124,7 @@ def test_plot_precision_recall_marks_operating_point():
     assert list(line.get_xdata()) == [pytest.approx(r["threshold"])] * 2
 
 
-def test_figures_run_on_tiny_inputs(tmp_path):
+def test_figures_run_on_tiny_inputs(tmp_path, agg):
     """Two figures of the script at a tiny budget: the diagram and the curves (a GAP model trained for one step)."""
     from wsolkit import figures
 
@@ -130,7 +135,7 @@ def test_figures_run_on_tiny_inputs(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"taxonomy.png", "metrics_curves.png"}
 
 
-def test_figures_cli_rejects_unknown_names(capsys):
+def test_figures_cli_rejects_unknown_names(capsys, agg):
     from wsolkit import figures
 
     with pytest.raises(SystemExit) as e:
@@ -139,7 +144,7 @@ def test_figures_cli_rejects_unknown_names(capsys):
 
 
 @pytest.mark.slow
-def test_every_figure_renders_at_a_tiny_budget(tmp_path):
+def test_every_figure_renders_at_a_tiny_budget(tmp_path, agg):
     """Every figure function of the script (the full render, at a tiny budget; minutes on a CPU)."""
     from wsolkit import figures
 
