@@ -81,16 +81,6 @@ class _Augmented(Dataset):
         return x, self.labels[i]
 
 
-def _step_barriers(record: dict, method: torch.nn.Module) -> None:
-    """Once per epoch: tighten the ELB barriers (F-CAM / NEGEV size, MaxMin size prior) when ``fit`` does not."""
-    if hasattr(method, "on_epoch_end"):  # the method's own life-cycle hook, called by fit
-        return
-    for owner, attr in ((getattr(method, "objective", None), "size"), (method, "size_prior")):
-        barrier = getattr(owner, attr, None) if owner is not None else None
-        if barrier is not None and callable(getattr(barrier, "step", None)):
-            barrier.step()
-
-
 def train(method: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> torch.nn.Module:
     """Train ``method`` with :func:`wsolkit.training.fit` over a DataLoader (AdamW, one-cycle schedule)."""
     from wsolkit.training import fit
@@ -103,8 +93,7 @@ def train(method: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, b
     opt = torch.optim.AdamW(params, lr=budget.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=budget.lr, total_steps=budget.epochs * len(loader),
                                                 pct_start=0.15)
-    fit(method, loader, opt, epochs=budget.epochs, scheduler=sched, callbacks=[_step_barriers],
-        recalibrate=callable(getattr(method, "recalibrate_statistics", None)))
+    fit(method, loader, opt, epochs=budget.epochs, scheduler=sched)  # its hooks step barriers, recalibrate MaxMin
     return method.eval()
 
 
@@ -112,23 +101,12 @@ def compute_maps(method: torch.nn.Module, images: torch.Tensor, labels: torch.Te
                  batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits (N, K), maps (N, H, W) in [0, 1])`` of the true classes: the one place the figures compute maps.
 
-    ``images`` in ``[0, 1]``; the method's own preprocessing is applied. Protocol post-processing
-    (:func:`wsolkit.cams.postprocess`): target-class map, bilinear upsampling, per-image min-max.
+    ``images`` in ``[0, 1]``; the method's own preprocessing is applied and the maps come from
+    :func:`wsolkit.localize` (target-class map, bilinear upsampling, per-image min-max).
     """
-    prep = wsolkit.data.preprocessing(method)
-    was = method.training
-    method.eval()
-    logits, maps = [], []
-    try:
-        for i in range(0, len(images), batch):
-            x, y = prep(images[i : i + batch]), labels[i : i + batch]
-            with torch.enable_grad():  # gradient explainers need it; the others ignore it
-                out = method(x, labels=y)
-            logits.append(out.logits.detach().float())
-            maps.append(wsolkit.cams.postprocess(out.cams.detach().float(), y, size=tuple(x.shape[-2:])))
-    finally:
-        method.train(was)
-    return torch.cat(logits), torch.cat(maps)
+    from wsolkit.training import predict_maps
+
+    return predict_maps(method, images, labels, batch_size=batch, target="label")  # through wsolkit.localize
 
 
 def pxap_of(maps: torch.Tensor, masks: torch.Tensor) -> float:
