@@ -10,7 +10,7 @@ PUBLIC = {
     "acol_erase", "ACoL", "acol_loss",
     "SPG_GUIDANCE", "SPG_THRESHOLDS", "spg_seeds", "masked_bce", "SPG", "spg_loss",
     "CutMixBatch", "cutmix_box", "cutmix", "cutmix_loss", "CutMix", "CutMixModel",
-    "class_token_attention", "TSCAM", "TSCAM_DEFAULT_BACKBONE", "create_tscam",
+    "class_token_attention", "TSCAM", "TSCAM_DEFAULT_BACKBONE",
 }
 
 

@@ -50,8 +50,7 @@ def test_public_api_and_registry():
         "BaseCAM", "CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus", "XGradCAM", "LayerCAM", "ScoreCAM",
         "SSCAM", "ISCAM", "AblationCAM", "InferenceModeError", "NotAGAPNetworkError", "gradcam_map",
         "gradcampp_map", "xgradcam_map", "layercam_map", "resolve_target_layers", "target_indices",
-        "create_explainer", "list_explainers",
-    ])
+    ])  # create_explainer / list_explainers are deprecated: out of __all__ (tests/core/test_deprecations.py)
     assert set(NAMES) | {"cam"} <= set(wsolkit.list_methods())
     assert [n for n in wsolkit.list_methods("*cam*") if wsolkit.method_info(n)["family"] in ("explainer", "cam")] \
         == sorted(NAMES + ["cam"])

@@ -59,7 +59,7 @@ def test_public_api_surface():
     import wsolkit.metrics as m
 
     assert sorted(m.__all__) == sorted([
-        "pxap", "binned_counts", "pxap_from_counts", "bin_index", "localization_histogram", "LocalizationHistogram",
+        "pxap", "bin_index", "localization_histogram", "LocalizationHistogram",
         "confusion_curves", "confusion_areas", "overlap_curves", "pxap_from_histogram", "threshold_index",
         "localization_metrics", "box_accuracy", "LocalizationMeter", "BoxAccuracyMeter", "ClassificationMeter",
         "BLOC_PER_CLASS", "bloc_subset", "ModelSelector", "histogram_metrics", "classification_metrics", "MetricDict",

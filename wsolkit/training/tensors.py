@@ -28,15 +28,16 @@ class _TensorLoader:
         return math.ceil(len(self.images) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm = torch.randperm(len(self.images), generator=self.g)
-        for i in range(0, len(perm), self.batch_size):
-            idx = perm[i : i + self.batch_size]
-            x = self.images[idx]
-            if self.augment:  # one draw per batch (histology has no canonical orientation)
-                for op in (lambda t: t.flip(-1), lambda t: t.flip(-2), lambda t: t.transpose(-1, -2)):
-                    if torch.rand((), generator=self.g) < 0.5:
-                        x = op(x)
-            yield self.preprocess(x), self.labels[idx]
+        perm = torch.randperm(len(self.images), generator=self.g)  # drawn by iter(), as in wsolkit 0.2
+        return (self._batch(perm[i : i + self.batch_size]) for i in range(0, len(perm), self.batch_size))
+
+    def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[idx]
+        if self.augment:  # one draw per batch (histology has no canonical orientation)
+            for op in (lambda t: t.flip(-1), lambda t: t.flip(-2), lambda t: t.transpose(-1, -2)):
+                if torch.rand((), generator=self.g) < 0.5:
+                    x = op(x)
+        return self.preprocess(x), self.labels[idx]
 
 
 def tensor_loader(images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 32, augment: bool = True,
