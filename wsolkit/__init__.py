@@ -62,8 +62,6 @@ __all__ = [
     "create_head",
     "list_heads",
     "register_head",
-    "create_explainer",
-    "list_explainers",
     "backbones",
     "cams",
     "data",
