@@ -175,8 +175,10 @@ def _loaders(ds: dict[str, Any], batch: int, workers: int, rank: int, world: int
 
     train_sampler = DistributedSampler(ds["train"], world, rank, shuffle=True, seed=seed) if world > 1 else None
     g = torch.Generator().manual_seed(seed)
+    per_rank = math.ceil(len(ds["train"]) / world)
+    # keep every image (as wsolevaluation's loaders do) unless the last batch would hold one image (batch norm)
     out = {"train": DataLoader(ds["train"], batch_size=batch, shuffle=train_sampler is None, sampler=train_sampler,
-                               num_workers=workers, drop_last=len(ds["train"]) // world > batch, generator=g)}
+                               num_workers=workers, drop_last=per_rank % batch == 1, generator=g)}
     for split in ("valcl", "valpx", "test"):
         out[split] = DataLoader(ds[split], batch_size=batch, sampler=_Shard(len(ds[split]), rank, world),
                                 num_workers=workers)
@@ -320,6 +322,10 @@ def reproduce_cell(a: argparse.Namespace, method: str, backbone: str, env: tuple
     rec = rec.replace(**changes)
     bb = _backbone_name(name, backbone)
     cell = Path(a.out) / a.dataset / f"fold-{a.fold}" / name / backbone
+    if (cell / "result.json").is_file():  # a finished cell (e.g. the cam cell NEGEV builds on, under --all)
+        done = json.loads((cell / "result.json").read_text())
+        if (done.get("epochs"), done.get("search"), done.get("lr_asked")) == (rec.epochs, a.search, a.lr):
+            return done
     classifier_state = None
     if name in ("fcam", "negev"):  # the survey's NEGEV: a frozen CAM classifier selected by B-LOC
         cam = reproduce_cell(a, "cam", backbone, env)
@@ -349,6 +355,7 @@ def reproduce_cell(a: argparse.Namespace, method: str, backbone: str, env: tuple
     result: dict[str, Any] = {"dataset": a.dataset, "fold": a.fold, "method": name, "backbone": backbone,
                               "backbone_built": bb, "lr": best["lr"], "options": best["options"],
                               "epochs": rec.epochs, "pretrained": not a.no_pretrained, "trials": len(runs),
+                              "search": a.search, "lr_asked": a.lr,
                               "run": str(best_dir), "survey": survey_row(a.dataset, name, backbone)
                               if _is_survey_column(backbone) else {}}
     for key in ("bloc", "bcl"):
