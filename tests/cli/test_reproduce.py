@@ -174,7 +174,9 @@ def test_every_method_runs_on_the_survey_backbones(backbone):
         torch.manual_seed(0)
         try:
             bb = _backbone_name(name, backbone)
-            opts = {"backbone_options": {"img_size": 32}} if name == "tscam" else {}
+            opts = {"tscam": {"backbone_options": {"img_size": 32}},  # score family: a few channels keep it short
+                    "scorecam": {"top_k": 8}, "sscam": {"top_k": 8, "n_samples": 2},
+                    "iscam": {"top_k": 8, "n_samples": 2}}.get(name, {})
             method, trained = _build(name, 2, bb, False, opts)
             trained.train()
             for step in trained.training_steps(x, y):

@@ -202,7 +202,10 @@ def _build(name: str, k: int, backbone: str, pretrained: bool, options: dict[str
     wrap; F-CAM / NEGEV train their decoder (their classifier is loaded and frozen)."""
     import wsolkit
     from wsolkit._checks import WSOLValueError
+    from wsolkit.recipes import ADL_POSITIONS
 
+    if name == "adl" and backbone in ADL_POSITIONS:
+        options = {"positions": list(ADL_POSITIONS[backbone]), **options}
     try:
         if wsolkit.method_info(name)["needs"] == "backbone":
             m = wsolkit.create_method(name, k, backbone=backbone, pretrained=pretrained, **options)
