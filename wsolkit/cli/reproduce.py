@@ -459,12 +459,22 @@ def run(args: argparse.Namespace) -> int:
             raise WSOLValueError("--trials applies to --search")
         env = _setup(args.device)
         torch.manual_seed(args.seed)
+        failed = []
         for method, backbone in cells:
-            reproduce_cell(args, method, backbone, env)
+            try:
+                reproduce_cell(args, method, backbone, env)
+            except (WSOLValueError, WSOLTypeError) as exc:
+                if not args.all:
+                    raise
+                failed.append(f"{method}/{backbone}")  # --all: report the cell and go on with the others
+                print(f"wsolkit reproduce: cell {method}/{backbone} failed: {exc}", file=sys.stderr)
         if args.all and env[0] == 0:
             folder = Path(args.out) / args.dataset / f"fold-{args.fold}"
+            folder.mkdir(parents=True, exist_ok=True)
             (folder / "table1.md").write_text(table_markdown(folder) + "\n")
-            print(f"wrote {folder / 'table1.md'}")
+            print(f"wrote {folder / 'table1.md'}" + (f"; failed cells: {', '.join(failed)}" if failed else ""))
+        if failed:
+            return 1
     except (WSOLValueError, WSOLTypeError, UnknownNameError) as exc:
         print(f"wsolkit reproduce: error: {exc}", file=sys.stderr)
         return 2
