@@ -28,8 +28,8 @@ import torch
 from wsolkit._checks import WSOLValueError, check_choice
 from wsolkit.data.transforms import RandomCrop
 
-__all__ = ["Recipe", "RECIPES", "SEARCH_GRIDS", "SURVEY_BACKBONES", "TSCAM_BACKBONES", "SurveyAugmentation",
-           "recipe", "grid", "survey_backbone"]
+__all__ = ["Recipe", "RECIPES", "SEARCH_GRIDS", "SURVEY_BACKBONES", "TSCAM_BACKBONES", "ADL_POSITIONS",
+           "SurveyAugmentation", "recipe", "grid", "survey_backbone"]
 
 
 class SurveyAugmentation:
@@ -147,6 +147,13 @@ SEARCH_GRIDS: dict[str, dict[str, tuple]] = {
     "maxmin": {}, "negev": {},  # "Same as (Belharbi et al., 2022b / 2022a)": the methods' defaults
 }
 
+#: where ADL goes on the survey backbones, as in Choe et al.'s ``wsol`` models (``vgg.py`` config ``adl/28x28``: after
+#: pool3, conv4_3, conv5_3; ``resnet.py`` ``_ADL_POSITION``: after block 0 of layer3, blocks 0 and 2 of layer4;
+#: ``inception.py``: after Mixed_5d, Mixed_6e, SPG_A3_2b) — module names of the backbones of
+#: :mod:`wsolkit._wsol_backbones`
+ADL_POSITIONS: dict[str, tuple[str, ...]] = {"vgg16_wsol": ("body.16", "body.22", "body.28"),
+                                             "resnet50_wsol": ("body.6.0", "body.7.0", "body.7.2"),
+                                             "inceptionv3_wsol": ("body.9", "body.14", "body.20")}
 #: the survey's CNN backbones (Table 5), as Choe et al. modified them
 SURVEY_BACKBONES: dict[str, str] = {"vgg16": "vgg16_wsol", "inceptionv3": "inceptionv3_wsol",
                                     "resnet50": "resnet50_wsol"}

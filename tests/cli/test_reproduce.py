@@ -174,7 +174,9 @@ def test_every_method_runs_on_the_survey_backbones(backbone):
         torch.manual_seed(0)
         try:
             bb = _backbone_name(name, backbone)
-            opts = {"backbone_options": {"img_size": 32}} if name == "tscam" else {}
+            opts = {"tscam": {"backbone_options": {"img_size": 32}},  # score family: a few channels keep it short
+                    "scorecam": {"top_k": 8}, "sscam": {"top_k": 8, "n_samples": 2},
+                    "iscam": {"top_k": 8, "n_samples": 2}}.get(name, {})
             method, trained = _build(name, 2, bb, False, opts)
             trained.train()
             for step in trained.training_steps(x, y):
@@ -185,3 +187,20 @@ def test_every_method_runs_on_the_survey_backbones(backbone):
         except Exception as exc:  # noqa: BLE001 - collect every failure
             failures[name] = f"{type(exc).__name__}: {exc}"
     assert not failures, failures
+
+
+def test_table_markdown_from_results(tmp_path):
+    from wsolkit.cli.reproduce import table_markdown
+
+    for method, backbone, ours in (("gap", "vgg16", 50.0), ("gap", "resnet50", 61.25), ("cam", "vgg16", None)):
+        d = tmp_path / method / backbone
+        d.mkdir(parents=True)
+        from wsolkit.survey_tables import survey_row
+
+        res = {"method": method, "backbone": backbone, "survey": survey_row("glas", method, backbone),
+               "bloc": None if ours is None else {"pxap": ours}}
+        (d / "result.json").write_text(json.dumps(res))
+    lines = table_markdown(tmp_path).splitlines()
+    assert lines[0] == "| method | resnet50 (ours / survey) | vgg16 (ours / survey) |"
+    assert lines[2] == "| cam | — / — | — / 68.5 |"
+    assert lines[3] == "| gap | 61.2 / 56.2 | 50.0 / 58.5 |"

@@ -17,6 +17,7 @@ Usage::
 
     python -m wsolkit.benchmarks.bench_reproduce_cost         # Table 1's methods × VGG16 / Inception / ResNet
     python -m wsolkit.benchmarks.bench_reproduce_cost --methods gap,negev --backbones resnet50 --out cost.json
+    python -m wsolkit.benchmarks.bench_reproduce_cost --table cost.json    # the table of saved measurements
 """
 
 from __future__ import annotations
@@ -121,7 +122,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="JSON file of the measurements")
     p.add_argument("--quick", action="store_true", help="gap and cam on ResNet-50 at 64 px, FLOPs only (a smoke run)")
+    p.add_argument("--table", default=None, metavar="JSON", help="print the table of a saved --out file and stop")
     a = p.parse_args(argv)
+    if a.table:
+        saved = json.loads(Path(a.table).read_text())
+        print(table(saved["results"], a.gpu_tflops))
+        return saved["results"]
     if a.quick:
         a.methods, a.backbones, a.size, a.batch, a.repeats = "gap,cam", "resnet50", 64, 1, 0
     torch.set_num_threads(a.threads)

@@ -175,8 +175,10 @@ def _loaders(ds: dict[str, Any], batch: int, workers: int, rank: int, world: int
 
     train_sampler = DistributedSampler(ds["train"], world, rank, shuffle=True, seed=seed) if world > 1 else None
     g = torch.Generator().manual_seed(seed)
+    per_rank = math.ceil(len(ds["train"]) / world)
+    # keep every image (as wsolevaluation's loaders do) unless the last batch would hold one image (batch norm)
     out = {"train": DataLoader(ds["train"], batch_size=batch, shuffle=train_sampler is None, sampler=train_sampler,
-                               num_workers=workers, drop_last=len(ds["train"]) // world > batch, generator=g)}
+                               num_workers=workers, drop_last=per_rank % batch == 1, generator=g)}
     for split in ("valcl", "valpx", "test"):
         out[split] = DataLoader(ds[split], batch_size=batch, sampler=_Shard(len(ds[split]), rank, world),
                                 num_workers=workers)
@@ -200,7 +202,10 @@ def _build(name: str, k: int, backbone: str, pretrained: bool, options: dict[str
     wrap; F-CAM / NEGEV train their decoder (their classifier is loaded and frozen)."""
     import wsolkit
     from wsolkit._checks import WSOLValueError
+    from wsolkit.recipes import ADL_POSITIONS
 
+    if name == "adl" and backbone in ADL_POSITIONS:
+        options = {"positions": list(ADL_POSITIONS[backbone]), **options}
     try:
         if wsolkit.method_info(name)["needs"] == "backbone":
             m = wsolkit.create_method(name, k, backbone=backbone, pretrained=pretrained, **options)
@@ -320,6 +325,10 @@ def reproduce_cell(a: argparse.Namespace, method: str, backbone: str, env: tuple
     rec = rec.replace(**changes)
     bb = _backbone_name(name, backbone)
     cell = Path(a.out) / a.dataset / f"fold-{a.fold}" / name / backbone
+    if (cell / "result.json").is_file():  # a finished cell (e.g. the cam cell NEGEV builds on, under --all)
+        done = json.loads((cell / "result.json").read_text())
+        if (done.get("epochs"), done.get("search"), done.get("lr_asked")) == (rec.epochs, a.search, a.lr):
+            return done
     classifier_state = None
     if name in ("fcam", "negev"):  # the survey's NEGEV: a frozen CAM classifier selected by B-LOC
         cam = reproduce_cell(a, "cam", backbone, env)
@@ -349,6 +358,7 @@ def reproduce_cell(a: argparse.Namespace, method: str, backbone: str, env: tuple
     result: dict[str, Any] = {"dataset": a.dataset, "fold": a.fold, "method": name, "backbone": backbone,
                               "backbone_built": bb, "lr": best["lr"], "options": best["options"],
                               "epochs": rec.epochs, "pretrained": not a.no_pretrained, "trials": len(runs),
+                              "search": a.search, "lr_asked": a.lr,
                               "run": str(best_dir), "survey": survey_row(a.dataset, name, backbone)
                               if _is_survey_column(backbone) else {}}
     for key in ("bloc", "bcl"):
@@ -449,12 +459,22 @@ def run(args: argparse.Namespace) -> int:
             raise WSOLValueError("--trials applies to --search")
         env = _setup(args.device)
         torch.manual_seed(args.seed)
+        failed = []
         for method, backbone in cells:
-            reproduce_cell(args, method, backbone, env)
+            try:
+                reproduce_cell(args, method, backbone, env)
+            except (WSOLValueError, WSOLTypeError) as exc:
+                if not args.all:
+                    raise
+                failed.append(f"{method}/{backbone}")  # --all: report the cell and go on with the others
+                print(f"wsolkit reproduce: cell {method}/{backbone} failed: {exc}", file=sys.stderr)
         if args.all and env[0] == 0:
             folder = Path(args.out) / args.dataset / f"fold-{args.fold}"
+            folder.mkdir(parents=True, exist_ok=True)
             (folder / "table1.md").write_text(table_markdown(folder) + "\n")
-            print(f"wrote {folder / 'table1.md'}")
+            print(f"wrote {folder / 'table1.md'}" + (f"; failed cells: {', '.join(failed)}" if failed else ""))
+        if failed:
+            return 1
     except (WSOLValueError, WSOLTypeError, UnknownNameError) as exc:
         print(f"wsolkit reproduce: error: {exc}", file=sys.stderr)
         return 2
