@@ -72,6 +72,17 @@ def _collate(items: list) -> list:
     return items
 
 
+def _check_labels(y: Any, k: int, names: list[str]) -> None:
+    """Labels (a ``(B,)`` tensor) are class indices of the method's ``k`` classes, or -1 (unlabelled)."""
+    from wsolkit._checks import WSOLValueError
+
+    bad = ((y >= k) | (y < -1)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise WSOLValueError(f"image {names[i]!r} has label {int(y[i])} but the method has {k} classes (labels must "
+                             f"be class indices in [0, {k}), or -1 for unlabelled)")
+
+
 def predict_folder(method: Any, dataset: Any, out: str | Path, *, preprocess: Any, target: str = "pred",
                    fmt: str = "png16", overlays: bool = False, batch_size: int = 16, num_workers: int = 0,
                    device: str = "cpu", progress: bool = False, method_name: str | None = None) -> Path:
@@ -123,13 +134,13 @@ def predict_folder(method: Any, dataset: Any, out: str | Path, *, preprocess: An
             except WSOLValueError as exc:
                 if fixed is not None:
                     raise WSOLValueError(f"--target {target} is outside the model's classes ({exc})") from None
-                if target == "label":
-                    bad = int(y.argmax())
-                    raise WSOLValueError(f"image {stems[index + idx[bad]]!r} has label {int(y[bad])}, outside the "
-                                         f"method's classes (labels must be class indices, or -1 for unlabelled): "
-                                         f"{exc}") from None
+                if target != "label":
+                    raise
+                k = localize(method, preprocess(x[:1]), "pred").logits.shape[1]
+                _check_labels(y, k, [stems[index + j] for j in idx])
                 raise
             logits, maps, pred = loc.logits, loc.maps.cpu(), loc.logits.argmax(1)
+            _check_labels(y, logits.shape[1], [stems[index + j] for j in idx])
             scores = logits.softmax(1).cpu()
             for k, j in enumerate(idx):
                 stem = stems[index + j]

@@ -63,6 +63,7 @@ def model_scores(
     """Score of each image's target class (softmax probability or logit), in batches, under ``no_grad``.
 
     Example:
+        >>> import torch.nn as nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
         >>> model_scores(model, torch.rand(3, 3, 2, 2), torch.tensor([0, 1, 1])).shape
         torch.Size([3])
@@ -142,6 +143,7 @@ def confidence_change(
         - images: :math:`(B, C, H, W)`; maps: :math:`(B, H, W)`; targets: :math:`(B,)`
 
     Example:
+        >>> import torch.nn as nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
         >>> r = confidence_change(model, torch.rand(2, 3, 4, 4), torch.ones(2, 4, 4))
         >>> r["avg_drop"], r["increase"]  # the all-ones map leaves the image unchanged
@@ -220,6 +222,7 @@ def deletion_insertion(
         ``"insertion_curve"`` ``(B, P)`` and ``"fractions"`` ``(P,)``).
 
     Example:
+        >>> import torch.nn as nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
         >>> r = deletion_insertion(model, torch.rand(2, 3, 4, 4), torch.rand(2, 4, 4), steps=4)
         >>> sorted(r)
@@ -314,6 +317,7 @@ class ConfidenceChangeMeter(_FaithfulnessMeter):
     """Streaming :func:`confidence_change` (options: ``score``, ``batch_size``).
 
     Example:
+        >>> import torch.nn as nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
         >>> meter = ConfidenceChangeMeter(model)
         >>> meter.update(torch.rand(2, 3, 4, 4), torch.ones(2, 4, 4))
@@ -331,6 +335,7 @@ class DeletionInsertionMeter(_FaithfulnessMeter):
     """Streaming :func:`deletion_insertion` (options: ``steps``, ``baseline``, ``batch_size``, ``score``).
 
     Example:
+        >>> import torch.nn as nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
         >>> meter = DeletionInsertionMeter(model, steps=4)
         >>> meter.update(torch.rand(2, 3, 4, 4), torch.rand(2, 4, 4))
