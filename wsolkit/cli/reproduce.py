@@ -73,24 +73,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
 def localization_maps(method: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits (B, K), maps (B, H, W))``: the protocol maps of class ``labels`` at the input size, in [0, 1].
 
-    The one place the command computes maps (eval mode restored after; autograd only for explainers).
+    The one place the command computes maps: :func:`wsolkit.localize` with the labels as target.
     """
-    from wsolkit import cams
-    from wsolkit.method import method_info
+    from wsolkit.inference import localize
 
-    name = getattr(method, "method_name", None)
-    needs_grad = getattr(method, "needs_grad", None)
-    if needs_grad is None:
-        needs_grad = name is not None and method_info(name)["family"] == "explainer"
-    was = method.training
-    method.eval()
-    try:
-        with torch.set_grad_enabled(bool(needs_grad)):
-            out = method(x, labels=labels)
-        logits, raw = out.logits.detach().float(), out.cams.detach().float()
-    finally:
-        method.train(was)
-    return logits, cams.postprocess(raw, labels, size=tuple(x.shape[-2:]))
+    loc = localize(method, x, target="label", labels=labels)
+    return loc.logits.float(), loc.maps
 
 
 def evaluate_split(method: nn.Module, loader: Any, device: torch.device,
