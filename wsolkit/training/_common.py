@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,3 +53,13 @@ def _check_batch_labels(y: torch.Tensor, num_classes: int | None) -> None:
             f"got labels in [{lo}, {hi}]: does the dataset have more classes than the method?"
             if num_classes is not None else f"loader labels must be >= 0, got {lo}"
         )
+
+
+def _write_csv(path: Path, record: dict[str, Any]) -> None:
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(record), extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(record)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 import time
@@ -17,7 +16,14 @@ from wsolkit._checks import WSOLTypeError, WSOLValueError, check_int
 from wsolkit._deprecation import warn_deprecated
 from wsolkit.method import _lifecycle_managed
 from wsolkit.output import LossOutput
-from wsolkit.training._common import _check_batch_labels, _core, _device_of, _num_classes, _split_batch
+from wsolkit.training._common import (
+    _check_batch_labels,
+    _core,
+    _device_of,
+    _num_classes,
+    _split_batch,
+    _write_csv,
+)
 from wsolkit.training.checkpoints import load_checkpoint, load_state, save_checkpoint
 from wsolkit.training.evaluation import _evaluate_loader
 
@@ -98,8 +104,9 @@ def fit(
         max_grad_norm: clip the gradient norm before each optimizer step.
         checkpoint_dir: ``last.pt`` written after each epoch (and ``best.pt``).
         resume: a checkpoint to continue from (weights, optimizer, scaler, scheduler, epoch, history).
-        method_name, method_options, num_classes: stored in checkpoints (default: what
-            :func:`wsolkit.create_method` recorded on the method).
+        method_name: stored in checkpoints (default: what :func:`wsolkit.create_method` recorded on the method).
+        method_options: stored in checkpoints (default: as ``method_name``).
+        num_classes: stored in checkpoints and bounds the labels (default: as ``method_name``, else the model's).
         classes: class names stored in checkpoints (default: ``train_loader.dataset.classes`` when present).
         preprocessing: the :class:`~wsolkit.data.Preprocessing` the loader applies, stored in checkpoints
             (default: what the method declares, :func:`wsolkit.data.preprocessing`).
@@ -288,13 +295,3 @@ def _optimizer_step(method: nn.Module, optimizer: Any, scaler: Any, scheduler: A
     optimizer.zero_grad(set_to_none=True)
     if scheduler is not None:
         scheduler.step()
-
-
-def _write_csv(path: Path, record: dict[str, Any]) -> None:
-    new = not path.is_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(record), extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(record)

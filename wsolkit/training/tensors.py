@@ -80,7 +80,10 @@ def fit_tensors(method: nn.Module, images: torch.Tensor, labels: torch.Tensor, e
         method: a trainable method.
         images: images in ``[0, 1]``.
         labels: class indices.
-        epochs, batch_size, lr, weight_decay: the schedule.
+        epochs: passes over the images.
+        batch_size: images per step.
+        lr: peak learning rate of the one-cycle schedule.
+        weight_decay: AdamW weight decay.
         seed: seeds the batch order and the augmentation.
         augment: random flips / transposes.
         progress: tqdm bars (default: when stderr is a terminal).
