@@ -73,7 +73,8 @@ def _maps(path, workers, repeats):
 
 def test_heatmap_identical_under_workers_subifd_jpeg(tmp_path):
     p = _write(tmp_path / "s.tif", slide_image(512, 384, seed=1), "subifds", "jpeg")
-    ref = np.asarray(heatmap(TiffSlideReader(p), _Pointwise(), tile=32, overlap=0, tissue=False, num_workers=0))
+    ref = np.asarray(heatmap(TiffSlideReader(p), _Pointwise(), tile=32, overlap=0, tissue=False, num_workers=0,
+                             batch_size=2))  # only the worker count differs from the runs below
     for nw, m in _maps(p, (2,), 2):
         assert np.array_equal(m, ref), nw
 
@@ -83,6 +84,7 @@ def test_heatmap_identical_under_workers_subifd_jpeg(tmp_path):
 @pytest.mark.parametrize("compression", ["jpeg", "deflate"])
 def test_heatmap_identical_under_workers(tmp_path, layout, compression):
     p = _write(tmp_path / "s.tif", slide_image(768, 512, seed=2), layout, compression)
-    ref = np.asarray(heatmap(TiffSlideReader(p), _Pointwise(), tile=32, overlap=0, tissue=False, num_workers=0))
+    ref = np.asarray(heatmap(TiffSlideReader(p), _Pointwise(), tile=32, overlap=0, tissue=False, num_workers=0,
+                             batch_size=2))  # only the worker count differs from the runs below
     for nw, m in _maps(p, (0, 1, 2, 4), 2):
         assert np.array_equal(m, ref), (layout, compression, nw)
