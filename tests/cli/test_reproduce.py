@@ -162,6 +162,7 @@ def test_torchrun_two_gloo_processes(glas, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # about 7 CPU-minutes per backbone
 @pytest.mark.parametrize("backbone", ["vgg16", "inceptionv3", "resnet50"])
 def test_every_method_runs_on_the_survey_backbones(backbone):
     """Each registered method builds on the survey backbone as ``reproduce`` builds it, trains a step, gives maps."""

@@ -151,8 +151,13 @@ def _check_frames(reason: str) -> bool:
     return "_checks.py" in reason
 
 
+# one method per family in the slow suite; every method under the `heavy` marker (about 25 CPU-minutes)
+_COMPILE_SLOW = {"gap", "wildcat", "acol", "maxmin", "fcam", "gradcam"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in _COMPILE_SLOW else pytest.mark.heavy)
+                                  for n in METHODS])
 def test_compile_forward_equals_eager_without_breaks_from_the_input_checks(name):
     import torch._dynamo
 
