@@ -58,7 +58,7 @@ class Budget:
 
 BUDGET = Budget()
 #: options of the trainable methods shown (the methods' defaults otherwise)
-OPTIONS: dict[str, dict[str, Any]] = {"maxmin": {"u": 2}}
+OPTIONS: dict[str, dict[str, Any]] = {"maxmin": {"passes": 3}}
 
 
 class _Augmented(Dataset):
@@ -350,7 +350,7 @@ def figure_explainers(zoo: Zoo, out: Path) -> Path:
 
 
 def figure_maxmin_steps(zoo: Zoo, out: Path) -> Path:
-    """MaxMin's recursive erasing (Alg. 1) on one image: erased input, mask of each step, accumulated mask."""
+    """MaxMin's recursive erasing (the authors' loop) on one image: erased input, each pass's mask, accumulated."""
     import matplotlib.pyplot as plt
 
     from wsolkit.maxmin import accumulate_mask, localizer_ce, trust_coefficients
@@ -364,25 +364,31 @@ def figure_maxmin_steps(zoo: Zoo, out: Path) -> Path:
     size = tuple(x.shape[-2:])
     steps = []
     with torch.no_grad():
-        xs, raw, acc, loss0 = prep(x), x, torch.zeros(1, 1, *size), None
-        for t in range(model.u + 1):
+        # the erasing loop of MaxMin.training_steps for one image, keeping each pass (authors' loop by default)
+        authors = model.erasing == "authors"
+        xs, raw, acc, loss0, alive = prep(x), x, torch.zeros(1, 1, *size), None, None
+        n_passes = max(model.passes, 1)
+        for t in range(n_passes):
             o = model.localizer(xs)
             r = model.mask(o, size)
-            psi, alive = trust_coefficients(o.logits, y, t, model.sigma, loss0)
+            psi, alive_t = trust_coefficients(o.logits, y, t, model.sigma, loss0,
+                                              alive=alive if (authors and t > 0) else None,
+                                              history="label" if authors else "trust")
             if t == 0:
                 loss0 = localizer_ce(o.logits, y, reduction="none")
-            acc = accumulate_mask(acc, r, psi)
+            acc, alive = accumulate_mask(acc, r, psi), alive_t
             steps.append((raw[0], r[0, 0], acc[0, 0].clone(), float(psi[0])))
             if not bool(alive.any()):
                 break
-            xs, raw = xs * (1 - acc), raw * (1 - acc)
+            if t < n_passes - 1 and (not authors or float(psi[0]) != 0.0):  # authors: untrusted keeps its image
+                xs, raw = xs * (1 - acc), raw * (1 - acc)
         final = model(prep(x)).aux["mask"][0]
     n = len(steps)
     fig, axes = plt.subplots(3, n + 1, figsize=(1.5 * (n + 1), 4.9), squeeze=False)
     zero = np.zeros(size, np.float32)
     for t, (img, r, a, psi) in enumerate(steps):
         axes[0, t].imshow(_overlay(img, zero, m, alpha=0.0))
-        axes[0, t].set_title(f"u = {t}: x*\nΨ = {psi:.2f}", fontsize=8)
+        axes[0, t].set_title(f"pass {t + 1}: x*\nΨ = {psi:.2f}", fontsize=8)
         axes[1, t].imshow(_overlay(x[0], r, m))
         axes[2, t].imshow(_overlay(x[0], a, m))
     axes[0, n].imshow(_overlay(x[0], zero, m, alpha=0.0))
@@ -397,7 +403,7 @@ def figure_maxmin_steps(zoo: Zoo, out: Path) -> Path:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"MaxMin recursive erasing (u = {model.u}, trained, glas test image; erased pixels black, "
+    fig.suptitle(f"MaxMin recursive erasing ({model.passes} passes, trained, glas test image; erased pixels black, "
                  f"viridis, ground truth in white)\n"
                  f"PxAP of the localizer CAMs {zoo.pxap(kind, 'maxmin'):.1f} on the test split",
                  fontsize=8)
