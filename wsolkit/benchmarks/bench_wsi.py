@@ -65,18 +65,29 @@ def throughput(path: Path, backbone: str, tile: int, batch: int, workers: int, r
             "ratios": [x / y for x, y in zip(full, bare)]}
 
 
-def _rss_child(path: str, out: str, tile: int, backbone: str) -> None:
+def _peak_mb() -> float:
+    """This process's peak RSS: ``VmHWM`` (per address space, so a child started by a large parent does not inherit
+    the parent's figure as ``ru_maxrss`` does after fork + exec), ``ru_maxrss`` where /proc is absent."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_child(path: str, out: str, tile: int, backbone: str) -> None:
     m = model(backbone)
     heatmap(path, m, tile=tile, overlap=tile // 8, batch_size=8, num_workers=0, tissue=True, out=out)
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mb": _peak_mb()}))
 
 
 def _export_child(side: int, d: str) -> None:
     """Peak RSS of exporting a ``side``² zarr heatmap as .npy, TIFF pyramid and overlay PNG."""
-    import resource
-
     import zarr
 
     from wsolkit.wsi import InMemorySlide, save_heatmap_tiff, save_npy, save_overlay_png
@@ -85,12 +96,12 @@ def _export_child(side: int, d: str) -> None:
     ramp = np.linspace(0, 1, side, dtype=np.float32)
     for y in range(0, side, 512):
         z[y : y + 512] = ramp[None, :] * ramp[y : y + 512, None]
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _peak_mb()
     slide = InMemorySlide.from_array(np.full((256, 256, 3), 220, np.uint8), num_levels=1)
     save_npy(f"{d}/h.npy", z)
     save_heatmap_tiff(f"{d}/h.tif", z, cmap="jet")
     save_overlay_png(f"{d}/o.png", z, slide)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     print(json.dumps({"before_mb": base, "peak_rss_mb": peak}))
 
 
