@@ -14,8 +14,10 @@ streaming meters; :func:`detections` gives CAMELYON16's ``prob,x,y`` lesion dete
 readers live.
 """
 
+import importlib
 from typing import Any
 
+from wsolkit._deprecation import deprecated_names, lazy
 from wsolkit.wsi.annotations import AnnotationMask, Annotations, Polygon, read_annotations
 from wsolkit.wsi.contours import regions, write_asap_xml, write_geojson
 from wsolkit.wsi.detections import Detections, detections, read_detections_csv, write_detections_csv
@@ -67,21 +69,9 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Names moved out of ``wsolkit.wsi``: still resolved, with a :class:`DeprecationWarning` naming their module."""
-    if name not in _MOVED:
-        raise AttributeError(f"module 'wsolkit.wsi' has no attribute {name!r}")
-    import importlib
+def _moved(name: str, module: str) -> Any:
+    return lazy(lambda: getattr(importlib.import_module(f"wsolkit.wsi.{module}"), name))
 
-    module = f"wsolkit.wsi.{_MOVED[name]}"
-    value = getattr(importlib.import_module(module), name)
-    try:
-        from wsolkit._deprecation import warn_deprecated
-    except ImportError:  # pragma: no cover - before the shared deprecation module
-        import warnings
 
-        warnings.warn(f"`wsolkit.wsi.{name}` is deprecated since wsolkit 0.3 and will be removed in 0.4: use "
-                      f"{module}.{name}", DeprecationWarning, stacklevel=2)
-    else:
-        warn_deprecated(f"wsolkit.wsi.{name}", f"{module}.{name}", stacklevel=3)
-    return value
+# names moved out of ``wsolkit.wsi``: still resolved, with the DeprecationWarning naming their module
+__getattr__ = deprecated_names("wsolkit.wsi", {n: (_moved(n, m), f"wsolkit.wsi.{m}.{n}") for n, m in _MOVED.items()})

@@ -35,6 +35,10 @@ calibration runs over all the metastatic patches of a set; ``n * p_n`` and ``n_m
 and the remainder of ``n_m / h`` goes to the first slides in the given order.
 """
 
+import importlib
+from typing import Any
+
+from wsolkit._deprecation import deprecated_names, lazy
 from wsolkit.data.camelyon.dataset import CamelyonPatches, synthetic_slide
 from wsolkit.data.camelyon.io import INDEX_COLUMNS, extract_patches, read_index, write_patches
 from wsolkit.data.camelyon.protocol import PatchProtocol, PatchRecord, split_slides
@@ -71,18 +75,8 @@ __all__ = [
 _READERS = ("SlideReader", "InMemorySlide", "TiffSlideReader", "OpenSlideReader")
 
 
-def __getattr__(name: str) -> object:
-    if name not in _READERS:
-        raise AttributeError(f"module 'wsolkit.data.camelyon' has no attribute {name!r}")
-    import wsolkit.wsi.readers as readers
+def _reader(name: str) -> Any:
+    return lazy(lambda: getattr(importlib.import_module("wsolkit.wsi.readers"), name))
 
-    try:
-        from wsolkit._deprecation import warn_deprecated
-    except ImportError:  # pragma: no cover - before the shared deprecation module
-        import warnings
 
-        warnings.warn(f"`wsolkit.data.camelyon.{name}` is deprecated since wsolkit 0.3 and will be removed in 0.4: "
-                      f"use wsolkit.wsi.{name}", DeprecationWarning, stacklevel=2)
-    else:
-        warn_deprecated(f"wsolkit.data.camelyon.{name}", f"wsolkit.wsi.{name}", stacklevel=3)
-    return getattr(readers, name)
+__getattr__ = deprecated_names("wsolkit.data.camelyon", {n: (_reader(n), f"wsolkit.wsi.{n}") for n in _READERS})
